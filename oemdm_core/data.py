@@ -1,0 +1,49 @@
+"""Interfaces of text datasets and tokenizers (implementations live in plugins)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from oemdm_core.component import Component
+
+SPLITS = ("train", "validation", "test")
+
+
+class Tokenizer(Component, ABC):
+    """Text ↔ ids in [0, vocab_size). Tokenizers fitted on data (e.g. `char`) save their state."""
+
+    kind = "tokenizer"
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of token ids."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text`."""
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`."""
+
+    def fit(self, text: str) -> None:  # noqa: B027 - optional hook
+        """Build the vocabulary from training text (no-op for fixed vocabularies)."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state needed to rebuild the fitted tokenizer."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what `state` returned."""
+
+
+class Dataset(Component, ABC):
+    """A text corpus with train / validation / test splits."""
+
+    kind = "dataset"
+
+    @abstractmethod
+    def texts(self, split: str) -> list[str]:
+        """The documents of `split` (one of `SPLITS`); contiguous corpora return one string."""

@@ -1,0 +1,82 @@
+"""Errors raised for bad user input.
+
+Every error says what was wrong, the value received and what would be valid. They subclass
+`ValueError` (or `LookupError`) so that callers can catch them with the builtin types.
+"""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class OeMDMError(Exception):
+    """Base class of every error raised by oemdm on purpose."""
+
+
+class ConfigError(OeMDMError, ValueError):
+    """An option or config value is invalid. The message names the dotted path."""
+
+
+class UnknownComponentError(OeMDMError, LookupError):
+    """A registry name that no loaded plugin provides."""
+
+
+class DuplicateComponentError(OeMDMError, ValueError):
+    """Two plugins register the same name for the same kind."""
+
+
+class MissingPluginError(OeMDMError, LookupError):
+    """A checkpoint names a component whose plugin is not installed."""
+
+
+def closest(name: str, choices: list[str]) -> str | None:
+    """The closest of `choices` to `name`, or None if nothing is close."""
+    match = get_close_matches(name, choices, n=1, cutoff=0.5)
+    return match[0] if match else None
+
+
+def _describe_allowed(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err.get("type", "")
+    if "expected" in ctx:
+        return f"expected {ctx['expected']}"
+    for key, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if key in ctx:
+            return f"must be {word} {ctx[key]}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    return str(err.get("msg", "invalid"))
+
+
+def format_validation_error(
+    exc: ValidationError, prefix: str = "", allowed: list[str] | None = None
+) -> str:
+    """One line per problem: `path: got <value>; <what is allowed>`.
+
+    `prefix` is prepended to every dotted path (e.g. "order" for the order's options);
+    `allowed` lists the valid keys, quoted for unknown-key errors.
+    """
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        value = err.get("input")
+        if err.get("type") == "extra_forbidden":
+            hint = (
+                f"unknown key; valid keys: {', '.join(sorted(allowed))}"
+                if allowed
+                else "unknown key"
+            )
+            match = closest(str(err["loc"][-1]), allowed or [])
+            if match:
+                hint += f" (did you mean '{match}'?)"
+            lines.append(f"{loc}: {hint}")
+        elif err.get("type") == "missing":
+            lines.append(f"{loc}: required option is missing")
+        else:
+            lines.append(f"{loc}: got {value!r}; {_describe_allowed(err)}")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""NELBO estimators. `MonteCarloEstimator` is the generic one: it serves every order and
+backbone. Structured orders may register cheaper estimators of the same quantity."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor
+
+from oemdm_core import nelbo as N
+from oemdm_core.component import Component
+
+if TYPE_CHECKING:
+    from oemdm_core.model import OeMDM
+
+
+class Estimator(Component, ABC):
+    """Computes `NELBOTerms` for a model and a clean batch.
+
+    `auto_priority`: with `estimator: auto`, the supporting estimator with the highest
+    priority is chosen (the generic one has 0).
+    """
+
+    kind = "estimator"
+    auto_priority: ClassVar[int] = 0
+
+    def unsupported_reason(self, model: OeMDM) -> str | None:
+        """None if this estimator can serve `model`, else why not (naming the components)."""
+        return None
+
+    @abstractmethod
+    def nelbo(
+        self,
+        model: OeMDM,
+        x: Tensor,
+        t: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> N.NELBOTerms:
+        """Unbiased single-draw estimate of L(x) (or of L_T(x) when `steps` is given)."""
+
+
+def discrete_times(t: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """Round times up to the grid k/T: returns (s, t) = ((k−1)/T, k/T), each `[B]`, k ≥ 1."""
+    k = torch.ceil(t.to(torch.float64) * steps).clamp(1, steps)
+    return ((k - 1) / steps).to(t.dtype), (k / steps).to(t.dtype)
+
+
+class MonteCarloEstimator(Estimator):
+    """Generic estimator: one time and one z_t per draw, any order, any backbone.
+
+    Continuous time: t ~ low-discrepancy U(0, 1]; the integrand at t is unbiased for L(x).
+    Discrete time (T steps): a step k ~ U{1..T} and T × that step's terms, unbiased for L_T(x).
+    Learned forward schedules get K draws per sequence and the score-function surrogate with
+    a leave-one-out baseline; fixed orders use one draw.
+    """
+
+    name = "generic"
+
+    def nelbo(self, model, x, t=None, steps=None, generator=None):
+        model.check_tokens(x)
+        batch = x.shape[0]
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        order = model.order
+        draws = order.num_draws if order.learned else 1
+        features = model.clean_features(x) if order.needs_features else None
+        if draws > 1:
+            x = x.repeat_interleave(draws, 0)  # [B·K, L], K consecutive rows per sequence
+            features = features.repeat_interleave(draws, 0) if features is not None else None
+        forward = model.order.forward_schedule(x, model.schedule, features)
+
+        if t is None:
+            t = N.low_discrepancy_times(x.shape[0], generator, x.device)
+        else:
+            t = model.check_times(t, batch)
+            if draws > 1:
+                t = t.repeat_interleave(draws, 0)
+        if steps is not None:
+            s, t = discrete_times(t, steps)
+
+        z_t, masked = N.corrupt(x, forward.alpha(t), model.mask_id, generator)
+        out = model.denoise(z_t, t)
+        reverse = model.reverse_schedule(z_t, t, out)
+        ce = N.cross_entropy(out.logits, x)
+        if steps is None:
+            reconstruction, matching = N.continuous_integrand(ce, masked, forward, reverse, t)
+        else:
+            reconstruction, matching = N.discrete_step_terms(ce, masked, forward, reverse, s, t)
+            reconstruction, matching = reconstruction * steps, matching * steps
+
+        total = reconstruction + matching
+        if order.learned and torch.is_grad_enabled():
+            log_q = N.log_forward_probability(forward, masked, t)
+            total = N.score_function_surrogate(total, log_q, N.leave_one_out_baseline(total, draws))
+
+        def per_sequence(v: Tensor) -> Tensor:
+            return v.view(batch, draws).mean(-1) if draws > 1 else v
+
+        return N.NELBOTerms(
+            total=per_sequence(total),
+            reconstruction=per_sequence(reconstruction),
+            velocity_matching=per_sequence(matching),
+            t=t.view(batch, draws)[:, 0] if draws > 1 else t,
+            num_masked=per_sequence(masked.sum(-1).to(torch.float32)),
+        )

@@ -1,0 +1,63 @@
+"""Generation orders: per-position forward and reverse schedules built on a base schedule."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from oemdm_core.component import Component
+from oemdm_core.position_schedule import PositionSchedule
+from oemdm_core.schedule import BaseSchedule
+
+
+class Order(Component, nn.Module, ABC):
+    """Maps a conditioning input to a `PositionSchedule`.
+
+    Class attributes describe what the order needs; the model (never the order) runs the
+    backbone:
+
+    - `learned`: the forward schedule depends on parameters, so the estimator adds the
+      score-function term for them (see `oemdm_core.nelbo`).
+    - `needs_features`: `forward_schedule` reads backbone hidden states of the clean `x`
+      (`features: [B, L, D]`) and `reverse_schedule` those of `z_t` (`hidden: [B, L, D]`).
+
+    Fixed orders (mdm, block, ar) do not depend on the data: their reverse schedule equals
+    the forward one, so the velocity-matching term is exactly 0.
+    """
+
+    kind = "order"
+    learned: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+
+    @property
+    def num_draws(self) -> int:
+        """Draws of (t, z_t) per sequence in one NELBO estimate (K for learned orders)."""
+        return 1
+
+    def bind(self, backbone: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Called once by the model with its backbone (learned orders size their heads here)."""
+
+    def check_length(self, length: int) -> None:  # noqa: B027 - optional hook
+        """Raise `ValueError` if this order cannot serve sequences of `length`."""
+
+    @abstractmethod
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PositionSchedule:
+        """Forward schedule α_F^i(x, ·) for clean tokens `x: [B, L]`."""
+
+    def reverse_schedule(
+        self, z_t: Tensor, t: Tensor, base: BaseSchedule, hidden: Tensor | None = None
+    ) -> PositionSchedule:
+        """Reverse schedule α_R^i(z_t, ·) at state `z_t: [B, L]`, time `t: [B]`.
+
+        Default, right for fixed orders: the forward schedule (it ignores the data)."""
+        return self.forward_schedule(z_t, base, None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.get_options()})"

@@ -1,0 +1,1 @@
+"""Placeholder: components arrive with their issue."""

@@ -1,0 +1,73 @@
+"""Base schedules: linear 1 − s, cosine cos(πs/2), polynomial 1 − s^p."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from oemdm_core import BaseSchedule, Options, hookimpl
+
+
+class Linear(BaseSchedule):
+    """α_b(s) = 1 − s (MDLM's linear schedule; velocity 1/s)."""
+
+    name = "linear"
+
+    def alpha(self, s: Tensor) -> Tensor:
+        return 1.0 - s
+
+    def one_minus_alpha(self, s: Tensor) -> Tensor:
+        return s
+
+    def dalpha(self, s: Tensor) -> Tensor:
+        return torch.full_like(s, -1.0)
+
+
+class Cosine(BaseSchedule):
+    """α_b(s) = cos(πs/2)."""
+
+    name = "cosine"
+
+    def alpha(self, s: Tensor) -> Tensor:
+        return torch.cos(0.5 * math.pi * s)
+
+    def one_minus_alpha(self, s: Tensor) -> Tensor:
+        return 2.0 * torch.sin(0.25 * math.pi * s) ** 2  # 1 − cos(2θ) = 2 sin²θ, exact near 0
+
+    def dalpha(self, s: Tensor) -> Tensor:
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * s)
+
+
+class Polynomial(BaseSchedule):
+    """α_b(s) = 1 − s^p (p > 0)."""
+
+    name = "polynomial"
+
+    class Options(Options):
+        p: float = Field(default=2.0, gt=0, description="Exponent p > 0 of α_b(s) = 1 − s^p.")
+
+    def __init__(self, p: float = 2.0) -> None:
+        if not p > 0:
+            raise ValueError(f"polynomial schedule needs p > 0, got {p}")
+        self.p = float(p)
+
+    def alpha(self, s: Tensor) -> Tensor:
+        return 1.0 - s**self.p
+
+    def one_minus_alpha(self, s: Tensor) -> Tensor:
+        return s**self.p
+
+    def dalpha(self, s: Tensor) -> Tensor:
+        safe = torch.where(s > 0, s, torch.ones_like(s))
+        # At s = 0 the derivative is unused: nothing is masked there, so the velocity is 0.
+        return torch.where(s > 0, -self.p * safe ** (self.p - 1.0), torch.zeros_like(s))
+
+
+@hookimpl
+def register_schedules(register):
+    register(Linear)
+    register(Cosine)
+    register(Polynomial)

@@ -1,0 +1,13 @@
+"""The `transformer` backbone plugin."""
+
+from __future__ import annotations
+
+from oemdm_core import hookimpl
+from oemdm_transformer.model import PRESETS, Transformer
+
+__all__ = ["PRESETS", "Transformer"]
+
+
+@hookimpl
+def register_backbones(register):
+    register(Transformer)

@@ -1,0 +1,231 @@
+"""Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import Field
+from torch import Tensor, nn
+
+from oemdm_core import Backbone, DenoiserOutput, Options
+
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2},  # tests
+    "small": {"d_model": 256, "n_layers": 4, "n_heads": 4},  # CPU benchmarks
+    "base": {"d_model": 768, "n_layers": 12, "n_heads": 12},  # MDLM / BD3-LM "small" size
+}
+
+
+def rope_tables(length: int, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin tables `[length, head_dim/2]` of rotary position embeddings."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(length, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate `x: [B, H, L, Dh]` by the tables `cos, sin: [L, Dh/2]` (pairs are halves)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def block_causal_mask(length: int, block_size: int, device: torch.device | None = None) -> Tensor:
+    """Boolean `[L, L]` mask, True where query i may attend to key j: block(j) ≤ block(i)."""
+    block = torch.arange(length, device=device) // block_size
+    return block[:, None] >= block[None, :]
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.dropout = dropout
+
+    def forward(
+        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, causal: bool
+    ) -> Tensor:
+        q, k, v = rearrange(
+            self.qkv(h), "b l (three h d) -> three b h l d", three=3, h=self.n_heads
+        )
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # [B, H, L, Dh]
+        return self.out(rearrange(y, "b h l d -> b l (h d)"))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, mlp_ratio * d_model),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(mlp_ratio * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, causal: bool
+    ) -> Tensor:
+        h = h + self.drop(self.attn(self.norm1(h), cos, sin, mask, causal))
+        return h + self.drop(self.mlp(self.norm2(h)))
+
+
+def time_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of times `t: [B]` in [0, 1] → `[B, dim]`."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+    )
+    angles = 1000.0 * t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class Transformer(Backbone):
+    """Pre-norm transformer with RoPE; bidirectional, causal or block-causal attention."""
+
+    name = "transformer"
+
+    class Options(Options):
+        preset: Literal["tiny", "small", "base"] = Field(
+            default="small", description="Size preset: tiny (tests), small (CPU), base (12×768)."
+        )
+        vocab_size: int = Field(default=256, ge=1, description="V, clean tokens; the mask is id V.")
+        max_length: int = Field(
+            default=1024, ge=1, description="Longest sequence (RoPE table size)."
+        )
+        d_model: int | None = Field(default=None, ge=8, description="Width; overrides the preset.")
+        n_layers: int | None = Field(default=None, ge=1, description="Depth; overrides the preset.")
+        n_heads: int | None = Field(
+            default=None, ge=1, description="Attention heads; overrides the preset."
+        )
+        mlp_ratio: int = Field(default=4, ge=1, description="MLP width as a multiple of d_model.")
+        attention: Literal["bidirectional", "causal", "block_causal"] = Field(
+            default="bidirectional",
+            description="bidirectional; causal (logits at i see tokens < i); block_causal (own and earlier blocks).",
+        )
+        block_size: int = Field(
+            default=1, ge=1, description="Block size of block_causal attention."
+        )
+        time_conditioning: bool = Field(
+            default=False, description="Add an embedding of t to every position."
+        )
+        dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout rate in training.")
+
+    def __init__(
+        self,
+        preset: str = "small",
+        vocab_size: int = 256,
+        max_length: int = 1024,
+        d_model: int | None = None,
+        n_layers: int | None = None,
+        n_heads: int | None = None,
+        mlp_ratio: int = 4,
+        attention: str = "bidirectional",
+        block_size: int = 1,
+        time_conditioning: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        size = PRESETS[preset]
+        self.preset, self.mlp_ratio, self.dropout = preset, mlp_ratio, dropout
+        self.d_model = d_model or size["d_model"]
+        self.n_layers = n_layers or size["n_layers"]
+        self.n_heads = n_heads or size["n_heads"]
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"d_model {self.d_model} must split into {self.n_heads} heads of even size"
+            )
+        if attention not in ("bidirectional", "causal", "block_causal"):
+            raise ValueError(
+                f"attention must be bidirectional, causal or block_causal, got {attention!r}"
+            )
+        self.vocab_size, self.max_length = vocab_size, max_length
+        self.hidden_size = self.d_model
+        self.attention, self.block_size = attention, block_size
+        self.time_conditioning = self.uses_time = time_conditioning
+
+        self.embed = nn.Embedding(vocab_size + 1, self.d_model)  # + the mask token
+        if attention == "causal":
+            self.bos = nn.Parameter(torch.zeros(self.d_model))
+        if time_conditioning:
+            self.time_mlp = nn.Sequential(
+                nn.Linear(self.d_model, self.d_model),
+                nn.SiLU(),
+                nn.Linear(self.d_model, self.d_model),
+            )
+        self.blocks = nn.ModuleList(
+            Block(self.d_model, self.n_heads, mlp_ratio, dropout) for _ in range(self.n_layers)
+        )
+        self.norm = nn.LayerNorm(self.d_model)
+        self.head = nn.Linear(self.d_model, vocab_size, bias=False)
+        cos, sin = rope_tables(max_length, self.d_model // self.n_heads)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        t: Tensor | None = None,
+        *,
+        attn_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> DenoiserOutput:
+        """tokens `[B, L]` ids in [0, V]; t `[B]` (used only with time_conditioning).
+
+        attn_mask: optional boolean `[L, L]` (True = may attend) replacing the mode's mask,
+            e.g. the 2L block-causal layout of the vectorised block estimator; the causal
+            input shift still applies in causal mode.
+        position_ids: optional `[L]` RoPE positions (default 0..L−1), e.g. [0..L−1, 0..L−1]
+            for an input [z_t ; x].
+        Returns logits `[B, L, V]` and final hidden states `[B, L, D]`."""
+        length = tokens.shape[1]
+        if length > self.max_length and position_ids is None:
+            raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}")
+        h = self.embed(tokens)  # [B, L, D]
+        if self.attention == "causal":
+            # Shift right: position i reads tokens < i, so its logits predict token i.
+            bos = self.bos.to(h.dtype).expand(h.shape[0], 1, -1)
+            h = torch.cat([bos, h[:, :-1]], dim=1)
+        if self.time_conditioning:
+            if t is None:
+                raise ValueError("this transformer is time-conditioned: pass t of shape [B]")
+            h = h + self.time_mlp(time_embedding(t, self.d_model).to(h.dtype))[:, None, :]
+        mask, causal = attn_mask, self.attention == "causal" and attn_mask is None
+        if mask is None and self.attention == "block_causal":
+            mask = block_causal_mask(length, self.block_size, tokens.device)
+        if position_ids is None:
+            cos, sin = self.rope_cos[:length], self.rope_sin[:length]
+        else:
+            cos, sin = self.rope_cos[position_ids], self.rope_sin[position_ids]
+        for block in self.blocks:
+            h = block(h, cos, sin, mask, causal)
+        hidden = self.norm(h)
+        return DenoiserOutput(logits=self.head(hidden), hidden=hidden)
