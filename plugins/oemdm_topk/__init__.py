@@ -1,0 +1,1 @@
+"""Placeholder: scorers and the topk sampler arrive with the LoMDM issue."""
