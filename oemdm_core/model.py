@@ -100,7 +100,9 @@ class OeMDM(nn.Module):
                 f"sequence length {tokens.shape[1]} exceeds the backbone's max_length {self.backbone.max_length}"
             )
         high = self.vocab_size + (1 if allow_mask else 0)
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= high):
+        if tokens.device.type != "cpu":  # no host sync on accelerators: check asynchronously
+            torch._assert_async(((tokens >= 0) & (tokens < high)).all(), f"token ids outside [0, {high})")
+        elif tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= high):
             what = (
                 f"[0, {self.vocab_size}] (id {self.vocab_size} is the mask)"
                 if allow_mask
@@ -121,7 +123,9 @@ class OeMDM(nn.Module):
             raise ValueError(f"t must have shape [{batch}], got {tuple(t.shape)}")
         if not t.is_floating_point():
             raise ValueError(f"t must be a floating tensor, got dtype {t.dtype}")
-        if bool(((t < 0) | (t > 1)).any()):
+        if t.device.type != "cpu":
+            torch._assert_async(((t >= 0) & (t <= 1)).all(), "t must lie in [0, 1]")
+        elif bool(((t < 0) | (t > 1)).any()):
             raise ValueError(
                 f"t must lie in [0, 1]; got values in [{float(t.min())}, {float(t.max())}]"
             )
