@@ -13,7 +13,8 @@ def gumbel_noise(
     source = generator.device if generator is not None else device
     u = torch.rand(shape, generator=generator, dtype=torch.float64, device=source).to(device)
     tiny = torch.finfo(torch.float64).tiny
-    return -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+    # Unary minus binds looser than the method call: negate before clamping, or log(-tiny) = NaN.
+    return -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
 
 
 def top_p_filter(logp: Tensor, top_p: float) -> Tensor:
