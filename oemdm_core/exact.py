@@ -183,14 +183,18 @@ def exact_nelbo(
     the default is `default_breakpoints(L)`. Differentiable.
     """
     points = list(breakpoints) if breakpoints is not None else default_breakpoints(x.shape[1])
-    if points[0] != 0.0 or points[-1] != 1.0 or any(b <= a for a, b in zip(points, points[1:])):
+    if (
+        points[0] != 0.0
+        or points[-1] != 1.0
+        or any(b <= a for a, b in zip(points, points[1:], strict=False))
+    ):
         raise ValueError(f"breakpoints must increase strictly from 0 to 1, got {points}")
     enum = MaskEnumeration(model, x)
     reconstruction = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     matching = torch.zeros_like(reconstruction)
-    for a, b in zip(points, points[1:]):
+    for a, b in zip(points, points[1:], strict=False):
         ts, ws = gauss_legendre(a, b, nodes)
-        for t, w in zip(ts.tolist(), ws.tolist()):
+        for t, w in zip(ts.tolist(), ws.tolist(), strict=True):
             rec, vm = enum.continuous(t)
             reconstruction = reconstruction + w * rec
             matching = matching + w * vm
