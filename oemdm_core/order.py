@@ -39,6 +39,17 @@ class Order(Component, nn.Module, ABC):
         """Draws of (t, z_t) per sequence in one NELBO estimate (K for learned orders)."""
         return 1
 
+    def block_structure(self) -> int | None:
+        """Block size B' if this is a left-to-right block order, else None (the default).
+
+        A block order (ar: B' = 1, block: B' = block_size) is fixed and data-independent;
+        block b = i // B' of nb = L / B' blocks un-masks in the time window
+        [(nb−1−b)/nb, (nb−b)/nb], so at any time inside that window blocks < b are clean,
+        blocks > b are fully masked and only block b has a nonzero velocity. Structured
+        estimators (teacher forcing, the vectorised block estimator) rely on exactly this.
+        """
+        return None
+
     def bind(self, backbone: nn.Module) -> None:  # noqa: B027 - optional hook
         """Called once by the model with its backbone (learned orders size their heads here)."""
 

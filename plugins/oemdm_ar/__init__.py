@@ -10,6 +10,9 @@ class Autoregressive(Order):
 
     name = "ar"
 
+    def block_structure(self) -> int:
+        return 1
+
     def forward_schedule(self, x, base, features=None):
         lo, hi = block_windows(x.shape[1], 1)
         return WindowedSchedule(base, lo.to(x.device), hi.to(x.device))

@@ -31,6 +31,9 @@ class BlockOrder(Order):
                 f"of order '{self.name}'; choose a block_size that divides {length}"
             )
 
+    def block_structure(self) -> int:
+        return self.block_size
+
     def forward_schedule(self, x, base, features=None):
         self.check_length(x.shape[1])
         lo, hi = block_windows(x.shape[1], self.block_size)
