@@ -1,8 +1,13 @@
-"""Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention."""
+"""Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention.
+
+Causal and block-causal transformers also offer an exact key/value cache for samplers
+(`new_cache`, `forward(..., cache=...)`, `extend`); see `KVCache`.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -40,6 +45,69 @@ def block_causal_mask(length: int, block_size: int, device: torch.device | None 
     return block[:, None] >= block[None, :]
 
 
+@dataclass
+class KVCache:
+    """Keys and values of the first `length` positions of a batch, for every layer.
+
+    Built by `Transformer.new_cache`; filled by `Transformer.forward(..., cache=...)`.
+
+    keys, values: one `[B, H, capacity, Dh]` buffer per layer; only `[:, :, :length]` is valid.
+    length: number of cached positions; the next call's tokens sit at positions
+        `length, length + 1, …`.
+    last_token: causal attention only: `[B]` ids of the token at position `length − 1`, or
+        None while the cache is empty. Keys at position p read tokens < p, so this token is
+        not yet part of any key and may be replaced after the call that produced the logits at
+        position `length − 1` (`set_last_token`): that is how an AR sampler makes one network
+        call per token.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    length: int = 0
+    last_token: Tensor | None = None
+    attention: str = "causal"
+    block_size: int = 1
+    capacity: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.capacity = self.keys[0].shape[2] if self.keys else 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    def set_last_token(self, tokens: Tensor) -> None:
+        """Causal attention: set the token at position `length − 1` (`[B]` ids), which no
+        cached key has read yet."""
+        if self.attention != "causal":
+            raise ValueError(
+                f"set_last_token is only meaningful for causal attention, not {self.attention!r}"
+            )
+        if self.length == 0:
+            raise ValueError("the cache is empty: there is no last position to set")
+        if tokens.shape != (self.batch_size,):
+            raise ValueError(
+                f"last token must have shape [{self.batch_size}], got {tuple(tokens.shape)}"
+            )
+        self.last_token = tokens.to(torch.long)
+
+
+def cache_mask(
+    attention: str, block_size: int, start: int, count: int, device: torch.device
+) -> Tensor | None:
+    """Boolean `[count, start + count]` mask (True = may attend) of new positions
+    `start … start+count−1` over every key up to them; None when all keys are visible."""
+    query = torch.arange(start, start + count, device=device)
+    key = torch.arange(start + count, device=device)
+    if attention == "causal":
+        return None if count == 1 else key[None, :] <= query[:, None]
+    if attention == "block_causal":
+        if (start + count - 1) // block_size == start // block_size and start % block_size == 0:
+            return None  # one (partial) block starting at a boundary sees every key
+        return key[None, :] // block_size <= query[:, None] // block_size
+    return None
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -49,12 +117,26 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(
-        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, causal: bool
+        self,
+        h: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        causal: bool,
+        cached: tuple[Tensor, Tensor, int] | None = None,
     ) -> Tensor:
         q, k, v = rearrange(
             self.qkv(h), "b l (three h d) -> three b h l d", three=3, h=self.n_heads
         )
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cached is not None:
+            # Write the new keys/values after the cached ones and attend to all of them; the
+            # cache's length decides later whether they count as cached.
+            key_buf, value_buf, start = cached
+            end = start + k.shape[2]
+            key_buf[:, :, start:end] = k.to(key_buf.dtype)
+            value_buf[:, :, start:end] = v.to(value_buf.dtype)
+            k, v = key_buf[:, :, :end], value_buf[:, :, :end]  # [B, H, start + n, Dh]
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -80,9 +162,15 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(
-        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, causal: bool
+        self,
+        h: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        causal: bool,
+        cached: tuple[Tensor, Tensor, int] | None = None,
     ) -> Tensor:
-        h = h + self.drop(self.attn(self.norm1(h), cos, sin, mask, causal))
+        h = h + self.drop(self.attn(self.norm1(h), cos, sin, mask, causal, cached))
         return h + self.drop(self.mlp(self.norm2(h)))
 
 
@@ -190,6 +278,41 @@ class Transformer(Backbone):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
+    @property
+    def supports_kv_cache(self) -> bool:
+        """True when `new_cache` works: causal or block-causal attention (a bidirectional
+        transformer's earlier keys change whenever a later token changes)."""
+        return self.attention in ("causal", "block_causal")
+
+    def new_cache(self, batch_size: int, capacity: int | None = None) -> KVCache:
+        """An empty `KVCache` for `batch_size` sequences of up to `capacity` positions
+        (default max_length). Raises `ValueError` for bidirectional attention."""
+        if not self.supports_kv_cache:
+            raise ValueError(
+                f"a KV cache needs causal or block_causal attention; this transformer's "
+                f"attention is {self.attention!r}"
+            )
+        capacity = self.max_length if capacity is None else int(capacity)
+        if batch_size < 1 or not 1 <= capacity <= self.max_length:
+            raise ValueError(
+                f"new_cache needs batch_size >= 1 and capacity in [1, {self.max_length}], "
+                f"got {batch_size} and {capacity}"
+            )
+        param = self.head.weight
+        shape = (batch_size, self.n_heads, capacity, self.d_model // self.n_heads)
+        return KVCache(
+            keys=[param.new_zeros(shape) for _ in self.blocks],
+            values=[param.new_zeros(shape) for _ in self.blocks],
+            attention=self.attention,
+            block_size=self.block_size,
+        )
+
+    def extend(
+        self, tokens: Tensor, cache: KVCache, t: Tensor | None = None, commit: int | None = None
+    ) -> DenoiserOutput:
+        """Same as `forward(tokens, t, cache=cache, commit=commit)`."""
+        return self(tokens, t, cache=cache, commit=commit)
+
     def forward(
         self,
         tokens: Tensor,
@@ -197,6 +320,8 @@ class Transformer(Backbone):
         *,
         attn_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        commit: int | None = None,
     ) -> DenoiserOutput:
         """tokens `[B, L]` ids in [0, V]; t `[B]` (used only with time_conditioning).
 
@@ -205,7 +330,17 @@ class Transformer(Backbone):
             input shift still applies in causal mode.
         position_ids: optional `[L]` RoPE positions (default 0..L−1), e.g. [0..L−1, 0..L−1]
             for an input [z_t ; x].
-        Returns logits `[B, L, V]` and final hidden states `[B, L, D]`."""
+        cache: optional `KVCache` holding positions `0 … c−1` (c = cache.length). Then
+            `tokens [B, n]` are the ids at positions `c … c+n−1` and the result holds the
+            logits there, equal (to float tolerance) to those of the uncached forward on the
+            whole sequence, provided the cached positions were computed from the same tokens
+            (and, with time_conditioning, the same t: each key keeps the t it was made with).
+        commit: with a cache, how many leading new positions to append to it (default all,
+            0 = read only). Block-causal attention must leave the cache on a block boundary.
+        Returns logits `[B, L, V]` and final hidden states `[B, L, D]` (`[B, n, ·]` with a
+        cache)."""
+        if cache is not None:
+            return self._forward_cached(tokens, t, cache, commit, attn_mask, position_ids)
         length = tokens.shape[1]
         if length > self.max_length and position_ids is None:
             raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}")
@@ -214,10 +349,7 @@ class Transformer(Backbone):
             # Shift right: position i reads tokens < i, so its logits predict token i.
             bos = self.bos.to(h.dtype).expand(h.shape[0], 1, -1)
             h = torch.cat([bos, h[:, :-1]], dim=1)
-        if self.time_conditioning:
-            if t is None:
-                raise ValueError("this transformer is time-conditioned: pass t of shape [B]")
-            h = h + self.time_mlp(time_embedding(t, self.d_model).to(h.dtype))[:, None, :]
+        h = self._add_time(h, t)
         mask, causal = attn_mask, self.attention == "causal" and attn_mask is None
         if mask is None and self.attention == "block_causal":
             mask = block_causal_mask(length, self.block_size, tokens.device)
@@ -227,5 +359,64 @@ class Transformer(Backbone):
             cos, sin = self.rope_cos[position_ids], self.rope_sin[position_ids]
         for block in self.blocks:
             h = block(h, cos, sin, mask, causal)
+        hidden = self.norm(h)
+        return DenoiserOutput(logits=self.head(hidden), hidden=hidden)
+
+    def _add_time(self, h: Tensor, t: Tensor | None) -> Tensor:
+        if not self.time_conditioning:
+            return h
+        if t is None:
+            raise ValueError("this transformer is time-conditioned: pass t of shape [B]")
+        return h + self.time_mlp(time_embedding(t, self.d_model).to(h.dtype))[:, None, :]
+
+    def _forward_cached(
+        self,
+        tokens: Tensor,
+        t: Tensor | None,
+        cache: KVCache,
+        commit: int | None,
+        attn_mask: Tensor | None,
+        position_ids: Tensor | None,
+    ) -> DenoiserOutput:
+        if attn_mask is not None or position_ids is not None:
+            raise ValueError("attn_mask and position_ids cannot be combined with a KV cache")
+        if cache.attention != self.attention or cache.block_size != self.block_size:
+            raise ValueError(
+                f"cache made for {cache.attention!r} attention (block size {cache.block_size}), "
+                f"but this transformer uses {self.attention!r} (block size {self.block_size})"
+            )
+        batch, count = tokens.shape
+        start = cache.length
+        commit = count if commit is None else int(commit)
+        if batch != cache.batch_size:
+            raise ValueError(f"tokens have batch {batch}, the cache {cache.batch_size}")
+        if count < 1 or start + count > cache.capacity:
+            raise ValueError(
+                f"cannot add {count} positions to a cache holding {start} of {cache.capacity}"
+            )
+        if not 0 <= commit <= count:
+            raise ValueError(f"commit must lie in [0, {count}], got {commit}")
+        if self.attention == "block_causal" and (start + commit) % self.block_size and commit:
+            raise ValueError(
+                f"block_causal cache must end on a block boundary (block size "
+                f"{self.block_size}); committing {commit} positions after {start} would not"
+            )
+        h = self.embed(tokens)  # [B, n, D]
+        if self.attention == "causal":
+            # Position p reads token p − 1: the cache's last token, then tokens[:, :-1].
+            first = (
+                self.bos.to(h.dtype).expand(batch, 1, -1)
+                if cache.last_token is None
+                else self.embed(cache.last_token)[:, None, :]
+            )
+            h = torch.cat([first, h[:, :-1]], dim=1)
+        h = self._add_time(h, t)
+        mask = cache_mask(self.attention, self.block_size, start, count, tokens.device)
+        cos, sin = self.rope_cos[start : start + count], self.rope_sin[start : start + count]
+        for block, keys, values in zip(self.blocks, cache.keys, cache.values, strict=True):
+            h = block(h, cos, sin, mask, False, (keys, values, start))
+        cache.length = start + commit
+        if self.attention == "causal" and commit:
+            cache.last_token = tokens[:, commit - 1].clone()
         hidden = self.norm(h)
         return DenoiserOutput(logits=self.head(hidden), hidden=hidden)
