@@ -160,10 +160,12 @@ class OeMDM(nn.Module):
         `out` is the denoiser output at (z_t, t); computed if needed and not given.
         """
         hidden = None
-        if self.order.needs_features:
+        if self.order.needs_features or self.order.needs_logits:
             if out is None:
                 out = self.denoise(z_t, t)
-            hidden = out.hidden
+            hidden = out.hidden if self.order.needs_features else None
+        if self.order.needs_logits:
+            return self.order.reverse_schedule(z_t, t, self.schedule, hidden, logits=out.logits)
         return self.order.reverse_schedule(z_t, t, self.schedule, hidden)
 
     def nelbo(

@@ -22,6 +22,8 @@ class Order(Component, nn.Module, ABC):
       score-function term for them (see `oemdm_core.nelbo`).
     - `needs_features`: `forward_schedule` reads backbone hidden states of the clean `x`
       (`features: [B, L, D]`) and `reverse_schedule` those of `z_t` (`hidden: [B, L, D]`).
+    - `needs_logits`: `reverse_schedule` also reads the denoiser logits at `z_t`, passed
+      as the keyword `logits: [B, L, V]` (from the same denoiser call; no extra pass).
 
     Fixed orders (mdm, block, ar) do not depend on the data: their reverse schedule equals
     the forward one, so the velocity-matching term is exactly 0.
@@ -30,6 +32,7 @@ class Order(Component, nn.Module, ABC):
     kind = "order"
     learned: ClassVar[bool] = False
     needs_features: ClassVar[bool] = False
+    needs_logits: ClassVar[bool] = False
 
     def __init__(self) -> None:
         nn.Module.__init__(self)
