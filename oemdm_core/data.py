@@ -47,3 +47,9 @@ class Dataset(Component, ABC):
     @abstractmethod
     def texts(self, split: str) -> list[str]:
         """The documents of `split` (one of `SPLITS`); contiguous corpora return one string."""
+
+    def fingerprint(self) -> str:
+        """A string that changes when the data change (keys the tokenized-data cache).
+
+        Default: the name and options; datasets reading files add sizes and mtimes."""
+        return f"{self.name} {sorted(self.get_options().items())}"

@@ -1,1 +1,23 @@
-"""Placeholder: components arrive with their issue."""
+"""Built-in datasets (`pydoc`, `text-files`, `hf`) and tokenizers (`char`, `byte`, `hf`)."""
+
+from __future__ import annotations
+
+from oemdm_core import hookimpl
+from oemdm_data.datasets import HFDataset, Pydoc, TextFiles
+from oemdm_data.tokenizers import ByteTokenizer, CharTokenizer, HFTokenizer
+
+__all__ = ["ByteTokenizer", "CharTokenizer", "HFDataset", "HFTokenizer", "Pydoc", "TextFiles"]
+
+
+@hookimpl
+def register_datasets(register):
+    register(Pydoc)
+    register(TextFiles)
+    register(HFDataset)
+
+
+@hookimpl
+def register_tokenizers(register):
+    register(CharTokenizer)
+    register(ByteTokenizer)
+    register(HFTokenizer)

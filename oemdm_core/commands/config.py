@@ -1,0 +1,37 @@
+"""`oemdm config show`: the resolved experiment config with every field's description."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "config"
+HELP = "Show the experiment config (defaults, or a file with --set overrides), with descriptions."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["show"], help="show: print the resolved config.")
+    parser.add_argument("-c", "--config", help="YAML or JSON experiment config.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Dotted override, e.g. --set training.steps=100.",
+    )
+    parser.add_argument("--json", action="store_true", help="Print plain JSON (no descriptions).")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from oemdm_core.experiment import ExperimentConfig, check_components, describe, load_config
+    from oemdm_core.registry import registry
+
+    cfg = load_config(args.config, args.overrides)
+    check_components(cfg, registry)
+    if args.json:
+        print(json.dumps(cfg.to_dict(), indent=2))
+    else:
+        print(describe(ExperimentConfig, cfg.to_dict()))
+    return 0

@@ -1,0 +1,104 @@
+"""`oemdm eval CKPT`: NELBO of a trained checkpoint on a split, as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "eval"
+HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="Run directory or checkpoint directory.")
+    parser.add_argument("--split", choices=["validation", "test"], help="Default: the config's.")
+    parser.add_argument(
+        "--mode", choices=["deterministic", "monte-carlo"], help="Default: the config's."
+    )
+    parser.add_argument("--num-times", type=int, help="Times per sequence (default: config).")
+    parser.add_argument(
+        "--max-sequences", type=int, help="Evaluate the first N sequences (0 = all)."
+    )
+    parser.add_argument("--length", type=int, help="Sequence length (default: the model's).")
+    parser.add_argument("--steps", type=int, help="Evaluate the discrete-time bound L_T.")
+    parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+
+
+def load(checkpoint: str, registry, device: str = "cpu"):
+    """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
+    from oemdm_core.experiment import parse_config
+    from oemdm_core.model import OeMDM
+    from oemdm_core.trainer import build_data
+    from oemdm_core.training_state import (
+        EXPERIMENT_FILE,
+        MODEL_DIR,
+        TOKENIZER_FILE,
+        find_checkpoint,
+        load_json,
+    )
+
+    ckpt = find_checkpoint(checkpoint)
+    cfg = parse_config(load_json(ckpt / EXPERIMENT_FILE))
+    model = OeMDM.from_pretrained(ckpt / MODEL_DIR, registry=registry, map_location=device)
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
+    return model.to(device), cfg, data, ckpt
+
+
+def metrics_table(metrics: dict[str, object]) -> str:
+    """A two-column text table of `metrics`."""
+    width = max(len(k) for k in metrics)
+    lines = []
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from oemdm_core.evaluation import evaluate
+    from oemdm_core.registry import registry
+    from oemdm_core.trainer import build_data
+
+    model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    ev = cfg.evaluation
+    updates = {
+        "split": args.split or ev.split,
+        "mode": args.mode or ev.mode,
+        "num_times": args.num_times or ev.num_times,
+        "max_sequences": ev.max_sequences
+        if args.max_sequences is None
+        else (args.max_sequences or None),
+    }
+    cfg = cfg.model_copy(update={"evaluation": ev.model_copy(update=updates)})
+    if args.length is not None:
+        if args.length > model.backbone.max_length:
+            raise ValueError(
+                f"--length {args.length} exceeds the model's maximum sequence length "
+                f"{model.backbone.max_length}"
+            )
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"length": args.length})})
+    from oemdm_core.loader import eval_batches
+    from oemdm_core.training_state import TOKENIZER_FILE, load_json
+
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
+    batches = eval_batches(data.evaluation, cfg.evaluation.batch_size, cfg.evaluation.max_sequences)
+    result = evaluate(
+        model,
+        batches,
+        cfg.evaluation.mode,
+        cfg.evaluation.num_times,
+        cfg.evaluation.seed,
+        steps=args.steps,
+    )
+    metrics: dict[str, object] = {
+        "checkpoint": str(ckpt),
+        "split": cfg.evaluation.split,
+        "order": model.order.name,
+        **result.as_dict(),
+    }
+    print(metrics_table(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0

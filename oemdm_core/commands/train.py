@@ -1,0 +1,56 @@
+"""`oemdm train`: train the default (or a given) experiment config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+NAME = "train"
+HELP = "Train a model (no arguments: LoMDM on the pydoc corpus, ~5 min on a CPU)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML or JSON experiment config.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Dotted override, e.g. --set training.steps=100 (repeatable; see `oemdm config show`).",
+    )
+    parser.add_argument("--resume", metavar="DIR", help="Continue the run in DIR exactly.")
+
+
+def resolve_config(args: argparse.Namespace):
+    """The experiment config of a train/config invocation (resume: the saved one as base)."""
+    from oemdm_core.experiment import load_config
+    from oemdm_core.training_state import CHECKPOINT_DIR, EXPERIMENT_FILE, load_json
+
+    base = None
+    if getattr(args, "resume", None) and not args.config:
+        saved = Path(args.resume) / CHECKPOINT_DIR / EXPERIMENT_FILE
+        if not saved.is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {saved.parent}")
+        base = load_json(saved)
+    return load_config(args.config, args.overrides, base=base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from oemdm_core.trainer import fit
+
+    cfg = resolve_config(args)
+    result = fit(cfg, resume=args.resume)
+    if result.evaluation is not None and int(os.environ.get("RANK", "0")) == 0:
+        ev = result.evaluation
+        print(
+            f"step {result.step}: {cfg.evaluation.split} {ev.bits_per_token:.4f} bits/token "
+            f"(± {ev.stderr_bits:.4f}), perplexity {ev.perplexity:.3f} [{ev.mode}, "
+            f"{ev.num_sequences} sequences × {ev.tokens_per_sequence} tokens]"
+        )
+        for i, text in enumerate(result.samples):
+            print(f"--- sample {i} ---\n{text}")
+        print(f"checkpoint: {result.checkpoint}")
+        print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
+    return 0

@@ -1,0 +1,198 @@
+"""Datasets: `pydoc` (embedded, the default), `text-files` (local files), `hf` (Hugging Face)."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import lzma
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from oemdm_core import Dataset, Options
+from oemdm_core.data import SPLITS
+
+
+def split_fractions(validation: float, test: float) -> None:
+    """Raise `ValueError` unless the held-out fractions leave a training split."""
+    if validation < 0 or test < 0 or validation + test >= 1:
+        raise ValueError(
+            f"validation ({validation}) and test ({test}) fractions must be >= 0 and sum to < 1"
+        )
+
+
+def contiguous_split(text: str, split: str, validation: float, test: float) -> str:
+    """The `split` part of `text`: train first, then validation, then test (contiguous)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    n = len(text)
+    a = int(round(n * (1 - validation - test)))
+    b = int(round(n * (1 - test)))
+    return {"train": text[:a], "validation": text[a:b], "test": text[b:]}[split]
+
+
+class Pydoc(Dataset):
+    """CPython's reference documentation (`pydoc_data.topics`, ~465K characters), embedded in
+    every Python install: the topics joined in sorted key order and split contiguously."""
+
+    name = "pydoc"
+
+    class Options(Options):
+        validation: float = Field(default=0.05, ge=0, lt=1, description="Validation fraction.")
+        test: float = Field(default=0.05, ge=0, lt=1, description="Test fraction.")
+
+    def __init__(self, validation: float = 0.05, test: float = 0.05) -> None:
+        split_fractions(validation, test)
+        self.validation, self.test = validation, test
+
+    def corpus(self) -> str:
+        from pydoc_data.topics import topics
+
+        return "\n\n".join(topics[k] for k in sorted(topics))
+
+    def texts(self, split: str) -> list[str]:
+        return [contiguous_split(self.corpus(), split, self.validation, self.test)]
+
+    def fingerprint(self) -> str:
+        return f"pydoc python={sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def read_text_file(path: Path, errors: str) -> str:
+    """Decode a plain, .gz or .xz file as UTF-8.
+
+    With errors="strict", undecodable bytes raise `ValueError` naming the file and the byte
+    offset (in the decompressed stream); "replace" and "ignore" are passed to the decoder.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    with opener(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: bytes at offset {exc.start} are not valid UTF-8 ({exc.reason}); "
+            "set the dataset option errors='replace' or 'ignore' to decode anyway"
+        ) from None
+
+
+class TextFiles(Dataset):
+    """Local UTF-8 text files (plain, .gz or .xz) given as paths or globs, concatenated in
+    order and split contiguously into train / validation / test by fraction."""
+
+    name = "text-files"
+
+    class Options(Options):
+        paths: list[str] = Field(default_factory=list, description="Files or glob patterns.")
+        validation: float = Field(default=0.05, ge=0, lt=1, description="Validation fraction.")
+        test: float = Field(default=0.05, ge=0, lt=1, description="Test fraction.")
+        errors: Literal["strict", "replace", "ignore"] = Field(
+            default="strict", description="What to do with undecodable bytes (strict = error)."
+        )
+        separator: str = Field(default="\n\n", description="Text placed between files.")
+
+    def __init__(
+        self,
+        paths: list[str] | None = None,
+        validation: float = 0.05,
+        test: float = 0.05,
+        errors: str = "strict",
+        separator: str = "\n\n",
+    ) -> None:
+        split_fractions(validation, test)
+        if not paths:
+            raise ValueError("dataset 'text-files' needs paths: --set data.dataset.paths=[a.txt]")
+        self.paths, self.validation, self.test = list(paths), validation, test
+        self.errors, self.separator = errors, separator
+
+    def files(self) -> list[Path]:
+        """The matched files, in the order given (globs expanded and sorted)."""
+        found: list[Path] = []
+        for pattern in self.paths:
+            pattern = os.path.expanduser(pattern)
+            if glob.has_magic(pattern):
+                matches = sorted(glob.glob(pattern))
+                if not matches:
+                    raise FileNotFoundError(f"data glob matched no files: {pattern}")
+                found.extend(Path(m) for m in matches)
+            else:
+                if not Path(pattern).is_file():
+                    raise FileNotFoundError(f"data file not found: {pattern}")
+                found.append(Path(pattern))
+        return found
+
+    def texts(self, split: str) -> list[str]:
+        corpus = self.separator.join(read_text_file(p, self.errors) for p in self.files())
+        return [contiguous_split(corpus, split, self.validation, self.test)]
+
+    def fingerprint(self) -> str:
+        parts = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in self.files()]
+        return "text-files " + ";".join(parts)
+
+
+class HFDataset(Dataset):
+    """A Hugging Face `datasets` corpus by name and config (text8, wikitext, lm1b, openwebtext
+    …); needs the network on first use (then the `datasets` cache). One example per document."""
+
+    name = "hf"
+
+    class Options(Options):
+        path: str = Field(default="", description="Dataset name on the Hub, or a local path.")
+        config: str | None = Field(
+            default=None, description="Dataset config, e.g. wikitext-103-raw-v1."
+        )
+        text_field: str = Field(default="text", description="Column holding the text.")
+        splits: dict[str, str] = Field(
+            default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"},
+            description="Our split name → the dataset's split name (may slice: 'train[:1%]').",
+        )
+
+    def __init__(
+        self,
+        path: str = "",
+        config: str | None = None,
+        text_field: str = "text",
+        splits: dict[str, str] | None = None,
+    ) -> None:
+        if not path:
+            raise ValueError("dataset 'hf' needs a path: --set data.dataset.path=wikitext")
+        self.path, self.config, self.text_field = path, config, text_field
+        self.splits = splits or {"train": "train", "validation": "validation", "test": "test"}
+        self._loaded = None
+
+    def load(self, split: str):
+        """The `datasets.Dataset` of our `split` (a local saved dataset dir is loaded from disk)."""
+        if split not in self.splits:
+            raise ValueError(
+                f"dataset 'hf': split {split!r} not mapped; mapped: {sorted(self.splits)}"
+            )
+        import datasets
+
+        if Path(self.path).is_dir() and (Path(self.path) / "dataset_dict.json").exists():
+            if self._loaded is None:
+                self._loaded = datasets.load_from_disk(self.path)
+            return self._loaded[self.splits[split]]
+        try:
+            return datasets.load_dataset(self.path, self.config, split=self.splits[split])
+        except Exception as exc:  # offline, unknown name, …: one clear line
+            raise ValueError(
+                f"dataset 'hf': could not load {self.path!r} (config {self.config!r}, split "
+                f"{self.splits[split]!r}); it needs the network on first use or a local dataset "
+                f"directory saved with save_to_disk: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+
+    def texts(self, split: str) -> list[str]:
+        data = self.load(split)
+        if self.text_field not in data.column_names:
+            raise ValueError(
+                f"dataset 'hf': no column {self.text_field!r}; columns: {data.column_names}"
+            )
+        return list(data[self.text_field])
+
+    def fingerprint(self) -> str:
+        data = self.load("train")
+        return f"hf {self.path} {self.config} {self.splits} {getattr(data, '_fingerprint', '')}"
