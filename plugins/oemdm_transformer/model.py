@@ -17,6 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, Options
+from oemdm_transformer import flex
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2},  # tests
@@ -137,6 +138,9 @@ class Attention(nn.Module):
             key_buf[:, :, start:end] = k.to(key_buf.dtype)
             value_buf[:, :, start:end] = v.to(value_buf.dtype)
             k, v = key_buf[:, :, :end], value_buf[:, :, :end]  # [B, H, start + n, Dh]
+        elif flex.use_flex(q, mask, self.dropout if self.training else 0.0):
+            # Dense boolean mask on CUDA: FlexAttention skips the empty tiles (see flex.py).
+            return self.out(rearrange(flex.attend(q, k, v, mask), "b h l d -> b l (h d)"))
         y = F.scaled_dot_product_attention(
             q,
             k,
