@@ -1,0 +1,183 @@
+"""The `lomdm` order: a learned, context-dependent generation order (LoMDM).
+
+Forward scheduler (reads the clean x):   w^i(x)   = c1 + c2 · NormSig(g_φ(f(x)))_i
+Reverse scheduler (reads the state z_t): ŵ^i(z_t) = c1 + c2 · NormSig(h_ψ(f(z_t)))_i
+with α^i(t) = 1 − t^{w^i}, velocity w^i / t, and NormSig(v)_i = σ(v_i) − mean_j σ(v_j).
+
+`c1 > c2 ≥ 0` keeps w in (c1 − c2, c1 + c2) ⊂ (0, ∞). `(c1, c2) = (1, 0)` is MDLM with the
+linear schedule; `c2 = 0` the polynomial schedule 1 − t^{c1}. The base schedule of the model
+is not used: by time-warp invariance it would only reparametrise time.
+
+Features f: by default the shared backbone's final hidden states (one extra backbone pass on
+the clean x per training step, plus the hidden states at z_t that the denoiser call produces
+anyway). With `features: encoder` a small separate transformer encoder computes f for both x
+and z_t, and the backbone needs no hidden states.
+
+Gradients: `learned = True` makes the generic estimator draw K (t, z_t) pairs per sequence
+and add the score-function term (f − b)·∇log q(z_t | x) with a leave-one-out baseline; the
+pathwise gradient through w flows through the velocities (see `oemdm_core.estimator`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from oemdm_core import Options, Order
+from oemdm_lomdm.power_schedule import PowerSchedule
+
+
+def norm_sig(v: Tensor) -> Tensor:
+    """NormSig(v)_i = σ(v_i) − mean_j σ(v_j) over the last dim: `[B, L]` → `[B, L]` in (−1, 1)."""
+    s = torch.sigmoid(v)
+    return s - s.mean(-1, keepdim=True)
+
+
+class SmallEncoder(nn.Module):
+    """A small bidirectional transformer over token ids (mask included): `[B, L]` → `[B, L, D]`."""
+
+    def __init__(self, num_ids: int, max_length: int, width: int, layers: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_ids, width)
+        self.position = nn.Embedding(max_length, width)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                width,
+                nhead=2,
+                dim_feedforward=4 * width,
+                dropout=0.0,
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        h = self.embed(tokens) + self.position(positions)[None]  # [B, L, D]
+        for layer in self.layers:
+            h = layer(h)
+        return self.norm(h)
+
+
+class LoMDM(Order):
+    """Learned order α^i(x, t) = 1 − t^{w^i(x)} with a matching learned reverse scheduler."""
+
+    name = "lomdm"
+    learned = True
+    needs_features = True
+
+    class Options(Options):
+        c1: float = Field(default=0.7, gt=0, description="Centre of the exponents w (c1 > c2).")
+        c2: float = Field(
+            default=0.65,
+            ge=0,
+            validate_default=True,  # so that c1 below the default c2 is caught
+            description="Spread of the exponents: w ∈ (c1 − c2, c1 + c2).",
+        )
+        K: int = Field(
+            default=2, ge=1, description="Draws per sequence for the leave-one-out baseline."
+        )
+        features: Literal["backbone", "encoder"] = Field(
+            default="backbone",
+            description="Features f: the shared backbone's hidden states or a small encoder.",
+        )
+        encoder_width: int = Field(
+            default=64, ge=8, multiple_of=2, description="Width of the small encoder."
+        )
+        encoder_layers: int = Field(default=1, ge=1, description="Layers of the small encoder.")
+
+        @field_validator("c2")
+        @classmethod
+        def _c2_below_c1(cls, c2: float, info) -> float:
+            c1 = info.data.get("c1")
+            if c1 is not None and not c1 > c2:
+                raise ValueError(
+                    f"c2 must be smaller than c1 (got c1={c1}, c2={c2}); c1 > c2 >= 0 keeps w > 0"
+                )
+            return c2
+
+    def __init__(
+        self,
+        c1: float = 0.7,
+        c2: float = 0.65,
+        K: int = 2,
+        features: str = "backbone",
+        encoder_width: int = 64,
+        encoder_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        # Same checks as Options, for direct construction.
+        self.options = self.validate_options(
+            c1=c1,
+            c2=c2,
+            K=K,
+            features=features,
+            encoder_width=encoder_width,
+            encoder_layers=encoder_layers,
+        )
+        self.c1, self.c2, self.K, self.features = float(c1), float(c2), int(K), features
+        self.encoder_width, self.encoder_layers = encoder_width, encoder_layers
+        # With its own encoder the order reads no backbone hidden states (and costs no extra
+        # backbone pass): the encoder runs on x (forward) and on z_t (reverse).
+        self.needs_features = features == "backbone"
+        self.encoder: SmallEncoder | None = None
+        self.forward_head: nn.Linear | None = None
+        self.reverse_head: nn.Linear | None = None
+
+    @property
+    def num_draws(self) -> int:
+        return self.K
+
+    def bind(self, backbone: nn.Module) -> None:
+        """Create the heads g_φ, h_ψ (and the encoder) sized for `backbone`."""
+        if self.forward_head is not None:
+            return
+        if self.features == "encoder":
+            self.encoder = SmallEncoder(
+                backbone.vocab_size + 1,
+                backbone.max_length,
+                self.encoder_width,
+                self.encoder_layers,
+            )
+            width = self.encoder_width
+        else:
+            width = backbone.hidden_size
+        self.forward_head = nn.Linear(width, 1)
+        self.reverse_head = nn.Linear(width, 1)
+        for head in (self.forward_head, self.reverse_head):
+            nn.init.normal_(head.weight, std=0.02)  # starts near the schedule 1 − t^{c1}
+            nn.init.zeros_(head.bias)
+
+    def _features(self, tokens: Tensor, given: Tensor | None, what: str) -> Tensor:
+        if self.forward_head is None:
+            raise RuntimeError(
+                "lomdm order is not bound to a backbone; build it inside OeMDM (which calls bind)"
+            )
+        if self.encoder is not None:
+            return self.encoder(tokens)
+        if given is None:
+            raise ValueError(
+                f"lomdm with features='backbone' needs the backbone hidden states of {what} "
+                "([B, L, D]); call it through OeMDM, which supplies them"
+            )
+        return given
+
+    def exponents(self, head: nn.Linear, features: Tensor) -> Tensor:
+        """c1 + c2 · NormSig(head(features)): `[B, L]` from `features: [B, L, D]`."""
+        logits = head(features).squeeze(-1)  # [B, L]
+        return self.c1 + self.c2 * norm_sig(logits.float())
+
+    def forward_schedule(self, x, base, features=None) -> PowerSchedule:
+        """α_F^i(x, t) = 1 − t^{w^i(x)}; `features`: backbone hidden states of x, `[B, L, D]`."""
+        f = self._features(x, features, "the clean x")
+        return PowerSchedule(self.exponents(self.forward_head, f))
+
+    def reverse_schedule(self, z_t, t, base, hidden=None) -> PowerSchedule:
+        """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `hidden`: backbone hidden states at z_t."""
+        f = self._features(z_t, hidden, "z_t")
+        return PowerSchedule(self.exponents(self.reverse_head, f))
