@@ -22,16 +22,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _spec(name: str, **options: Any):
+def _spec(what: str, name: str, **options: Any):
     return Field(
         default_factory=lambda: ComponentSpec(name=name, **options),
-        description=f"Component by registry name plus its options (default {name}).",
+        description=f"{what}: registry name plus options (see `oemdm plugins`).",
     )
 
 
 class DataConfig(Section):
-    dataset: ComponentSpec = _spec("pydoc")
-    tokenizer: ComponentSpec = _spec("char")
+    dataset: ComponentSpec = _spec("Dataset", "pydoc")
+    tokenizer: ComponentSpec = _spec("Tokenizer", "char")
     protocol: Literal["packed", "padded"] = Field(
         default="packed",
         description="packed: contiguous chunks of L tokens; padded: one document per sequence, pad id = V_tokenizer.",
@@ -47,23 +47,23 @@ class DataConfig(Section):
 
 class ModelSection(Section):
     backbone: ComponentSpec = _spec(
-        "transformer", preset="small", d_model=128, n_layers=3, n_heads=4
+        "Denoiser network", "transformer", preset="small", d_model=96, n_layers=2, n_heads=4
     )
-    order: ComponentSpec = _spec("lomdm")
-    schedule: ComponentSpec = _spec("linear")
-    estimator: ComponentSpec = _spec("auto")
+    order: ComponentSpec = _spec("Generation order", "lomdm")
+    schedule: ComponentSpec = _spec("Base noise schedule", "linear")
+    estimator: ComponentSpec = _spec("NELBO estimator (auto = fastest that fits)", "auto")
 
 
 class TrainingConfig(Section):
-    steps: int = Field(default=600, gt=0, description="Optimizer steps (sets the lr schedule).")
+    steps: int = Field(default=500, gt=0, description="Optimizer steps (sets the lr schedule).")
     stop_after: int | None = Field(
         default=None,
         gt=0,
         description="Stop this run after this step (resume later); None = steps.",
     )
-    batch_size: int = Field(default=32, gt=0, description="Global batch in sequences per step.")
+    batch_size: int = Field(default=16, gt=0, description="Global batch in sequences per step.")
     grad_accum: int = Field(default=1, gt=0, description="Micro-batches per step (per process).")
-    lr: float = Field(default=1e-3, gt=0, description="Peak learning rate (AdamW).")
+    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")
     min_lr_ratio: float = Field(
         default=0.1, ge=0, le=1, description="Final lr of the cosine decay as a fraction of lr."
     )
@@ -82,10 +82,10 @@ class TrainingConfig(Section):
         default=10, gt=0, description="Steps between logged scalars (host syncs)."
     )
     eval_every: int = Field(
-        default=200, ge=0, description="Steps between evaluations (0 = end only)."
+        default=250, ge=0, description="Steps between evaluations (0 = end only)."
     )
     checkpoint_every: int = Field(
-        default=200, ge=0, description="Steps between checkpoints (0 = end only)."
+        default=250, ge=0, description="Steps between checkpoints (0 = end only)."
     )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
@@ -114,7 +114,7 @@ class EvaluationConfig(Section):
 
 
 class SamplingConfig(Section):
-    sampler: ComponentSpec = _spec("ancestral", steps=128)
+    sampler: ComponentSpec = _spec("Sampler", "ancestral", steps=128)
     num_samples: int = Field(default=3, ge=0, description="Samples printed and logged at the end.")
     seed: int = Field(default=0, description="Sampling seed.")
 
@@ -274,6 +274,13 @@ def check_components(cfg: ExperimentConfig, registry) -> None:
         "model.schedule": ("schedule", cfg.model.schedule, {}),
         "sampling.sampler": ("sampler", cfg.sampling.sampler, {}),
     }
+    for key in ("vocab_size", "max_length"):
+        if key in cfg.model.backbone.options:
+            raise ConfigError(
+                f"model.backbone.{key}: set from the "
+                + ("tokenizer" if key == "vocab_size" else "data.length")
+                + "; remove it (change data.length for longer sequences)"
+            )
     if cfg.model.estimator.name != "auto":
         specs["model.estimator"] = ("estimator", cfg.model.estimator, {})
     for path, (kind, spec, _) in specs.items():

@@ -340,11 +340,12 @@ def fit(
                     dist.all_reduce(stacked)
                     stacked /= world
                 values = stacked.cpu()
-                bad = (~torch.isfinite(values[:, :3])).any(dim=1).nonzero()
+                bad = (~torch.isfinite(values)).any(dim=1).nonzero()  # loss or grad norm
                 if len(bad):
                     first = window_start + int(bad[0]) + 1
                     raise NonFiniteLossError(
-                        f"loss became {values[int(bad[0]), 0].item()} at step {first}; stopped. "
+                        f"loss became {values[int(bad[0]), 0].item()} (grad norm "
+                        f"{values[int(bad[0]), 3].item()}) at step {first}; stopped. "
                         f"The last good checkpoint is in {ckpt_dir}"
                         + ("" if ckpt_dir.exists() else " (none was written yet)")
                     )
