@@ -1,11 +1,18 @@
 """The example third-party plugin `examples/plugins/oemdm-rtl`: packaging, registration,
-conformance, the right-to-left windows and an exact NELBO. Loaded from its source directory
-(no install, no network)."""
+conformance, the right-to-left windows and an exact NELBO.
+
+Most tests load the module from its source directory and register it by hand. One test
+builds the package's wheel and unpacks it into a temporary directory on `sys.path` (what
+`pip install --target` does, without pip or the network), then checks that a fresh
+`Registry` finds the plugin through its `oemdm` entry point, as it would once installed."""
 
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import oemdm_ar
@@ -19,6 +26,9 @@ import pytest
 import torch
 
 from oemdm_core import ConfigError, OeMDM, Registry
+from oemdm_core import registry as global_registry
+from oemdm_core.cli import main
+from oemdm_core.registry import DISABLE_ENV
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,3 +161,51 @@ def test_nelbo_is_the_exact_right_to_left_nll(reg, generator):
         terms = model.nelbo(x, generator=generator)
         assert terms.total.shape == (5,) and bool(torch.isfinite(terms.total).all())
         assert torch.equal(terms.velocity_matching, torch.zeros(5))
+
+
+@pytest.fixture
+def installed_rtl(tmp_path, monkeypatch):
+    """The oemdm-rtl wheel, built from a copy of the sources and unpacked onto sys.path."""
+    build_meta = pytest.importorskip(
+        "setuptools.build_meta", reason="building the example wheel needs setuptools"
+    )
+    global_registry.available("order")  # load the global registry before, not with, rtl
+    source = shutil.copytree(RTL_DIR, tmp_path / "src")  # the build writes into the tree
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    monkeypatch.chdir(source)
+    wheel = wheels / build_meta.build_wheel(str(wheels))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "oemdm_rtl", raising=False)
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    yield site
+    sys.modules.pop("oemdm_rtl", None)
+
+
+def test_installed_wheel_is_found_through_its_entry_point(installed_rtl, capsys, monkeypatch):
+    assert (installed_rtl / "oemdm_rtl.py").is_file()
+    reg = Registry()  # entry points, as for any installed plugin
+    entry = reg.entry("order", "rtl")
+    assert entry.plugin == "rtl" and entry.distribution == "oemdm-rtl 0.1.0"
+    assert entry.cls.__module__ == "oemdm_rtl"
+    model = OeMDM.from_config(
+        {
+            "vocab_size": 3,
+            "length": 4,
+            "backbone": {"name": "transformer", "preset": "tiny"},
+            "order": "rtl",
+        },
+        registry=reg,
+    )
+    assert bool(torch.isfinite(model.nelbo(torch.zeros(2, 4, dtype=torch.long)).total).all())
+
+    assert main(["plugins", "--json", "--kind", "order"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    rtl = next(c for c in listed["components"] if c["name"] == "rtl")
+    assert rtl["distribution"] == "oemdm-rtl 0.1.0"
+    assert rtl["summary"].startswith("Blocks right to left")
+
+    monkeypatch.setenv(DISABLE_ENV, "rtl")
+    assert "rtl" not in Registry().available("order")
