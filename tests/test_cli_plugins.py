@@ -73,7 +73,8 @@ def test_disabled_plugins_are_shown_and_their_components_absent(capsys, monkeypa
 
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    block_line = next(line for line in out.splitlines() if line.split()[:1] == ["block"])
+    plugins_section = out.split("\nplugins:\n")[1]
+    block_line = next(x for x in plugins_section.splitlines() if x.split()[:1] == ["block"])
     assert f"DISABLED by {DISABLE_ENV}" in block_line
     assert "nosuchplugin, which no installed plugin is called" in out
 
