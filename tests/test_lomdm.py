@@ -1,0 +1,236 @@
+"""The `lomdm` order: options, the power schedule, identities, sampling, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_model
+from oemdm_lomdm import LoMDM, PowerSchedule, norm_sig
+from torch import nn
+
+from oemdm_core import Backbone, ConfigError, DenoiserOutput, OeMDM, registry
+from oemdm_core.exact import default_breakpoints, exact_integrand, exact_nelbo
+from oemdm_core.nelbo import continuous_integrand
+
+
+def randomise_heads(model, scale: float, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.order.named_parameters():
+            if "head" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+# -- options and bad input -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"c1": 0.5, "c2": 0.5}, "c2"),
+        ({"c1": 0.5}, "c2"),  # c1 below the default c2
+        ({"c2": -0.1}, "c2"),
+        ({"K": 0}, "K"),
+        ({"features": "cnn"}, "features"),
+        ({"c3": 1.0}, "c3"),
+    ],
+)
+def test_bad_options_name_the_field(options, field):
+    with pytest.raises(ConfigError, match=rf"order\.{field}"):
+        tiny_model({"name": "lomdm", **options})
+    with pytest.raises(ConfigError, match=field):
+        registry.build("order", "lomdm", **options)
+
+
+def test_direct_construction_validates_too():
+    with pytest.raises(ConfigError, match="c2 must be smaller than c1"):
+        LoMDM(c1=0.3, c2=0.4)
+
+
+class NoHidden(Backbone):
+    """A denoiser without hidden states (a unigram model)."""
+
+    name = "no-hidden"
+    exposes_hidden = False
+
+    def __init__(self, vocab_size: int = 3, max_length: int = 4) -> None:
+        super().__init__()
+        self.vocab_size, self.max_length, self.hidden_size = vocab_size, max_length, 0
+        self.attention, self.uses_time = "bidirectional", False
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, tokens, t=None):
+        return DenoiserOutput(logits=self.bias.expand(*tokens.shape, -1))
+
+
+def test_backbone_without_hidden_states_is_a_clear_error():
+    schedule = registry.build("schedule", "linear")
+    with pytest.raises(ValueError, match="no-hidden"):
+        OeMDM(NoHidden(), LoMDM(), schedule)
+    # The small separate encoder needs no backbone hidden states.
+    model = OeMDM(NoHidden(), LoMDM(features="encoder"), schedule)
+    x = torch.randint(0, 3, (4, 4), generator=torch.Generator().manual_seed(0))
+    model.nelbo(x, generator=torch.Generator().manual_seed(1)).total.mean().backward()
+    assert model.order.encoder.embed.weight.grad.abs().sum() > 0
+
+
+# -- the power schedule ----------------------------------------------------------------------
+def test_power_schedule_formulas_and_edges():
+    w = torch.tensor([[0.3, 1.0, 2.5]], dtype=torch.float64, requires_grad=True)
+    sched = PowerSchedule(w)
+    t = torch.tensor([0.4], dtype=torch.float64)
+    torch.testing.assert_close(sched.alpha(t), 1 - 0.4**w)
+    torch.testing.assert_close(sched.log_alpha(t), torch.log(1 - 0.4**w))
+    torch.testing.assert_close(sched.log_one_minus_alpha(t), w * torch.log(t))
+    torch.testing.assert_close(sched.unmask_probability(0.1, t), 1 - 0.25**w)
+    # velocity = −∂_t α / (1 − α) = w / t, checked with autograd in t
+    tt = torch.tensor([0.4], dtype=torch.float64, requires_grad=True)
+    alpha = PowerSchedule(w.detach()).alpha(tt)
+    dalpha = torch.stack([torch.autograd.grad(a, tt, retain_graph=True)[0] for a in alpha[0]])
+    torch.testing.assert_close(sched.velocity(t)[0], -dalpha[:, 0] / (1 - alpha[0].detach()))
+    # edges: t = 0 (all clean, velocity 0) and t = 1 (all masked)
+    for time, alpha_value in ((0.0, 1.0), (1.0, 0.0)):
+        values = [
+            sched.alpha(time),
+            sched.velocity(time),
+            sched.log_alpha(time),
+            sched.log_one_minus_alpha(time),
+            sched.unmask_probability(0.0, time),
+        ]
+        assert torch.all(sched.alpha(time) == alpha_value)
+        assert not any(bool(v.isnan().any()) for v in values)
+        finite = [torch.where(v.isfinite(), v, 0).sum() for v in values]
+        (grad,) = torch.autograd.grad(sum(finite), w)
+        assert bool(grad.isfinite().all()), (time, grad)
+    assert torch.all(sched.velocity(0.0) == 0)
+    assert torch.all(sched.unmask_probability(0.0, 0.7) == 1)
+    assert torch.all(sched.unmask_probability(0.0, 0.0) == 0)
+
+
+def test_exponents_stay_in_range():
+    v = torch.randn(8, 16) * 10
+    ns = norm_sig(v)
+    torch.testing.assert_close(ns.mean(-1), torch.zeros(8), atol=1e-6, rtol=0)
+    model = tiny_model({"name": "lomdm", "c1": 0.7, "c2": 0.65}, length=8)
+    randomise_heads(model, scale=5.0)
+    x = torch.randint(0, 3, (16, 8), generator=torch.Generator().manual_seed(0))
+    w = model.forward_schedule(x).w
+    assert bool((w > 0.05).all() and (w < 1.35).all())
+    assert float(w.detach().std()) > 0.05  # depends on the data and position
+
+
+# -- identities ------------------------------------------------------------------------------
+def test_c1_1_c2_0_is_mdm_with_the_linear_schedule():
+    lomdm = tiny_model({"name": "lomdm", "c1": 1.0, "c2": 0.0, "K": 1}, length=6)
+    mdm = tiny_model("mdm", "linear", length=6)
+    x = torch.randint(0, 3, (16, 6), generator=torch.Generator().manual_seed(0))
+    a = lomdm.nelbo(x, generator=torch.Generator().manual_seed(5))
+    b = mdm.nelbo(x, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a.t, b.t, rtol=0, atol=0)
+    torch.testing.assert_close(a.num_masked, b.num_masked, rtol=0, atol=0)
+    torch.testing.assert_close(a.total, b.total, rtol=1e-6, atol=1e-6)
+    assert torch.all(a.velocity_matching == 0)
+    for steps in (4, None):
+        a = lomdm.nelbo(x, steps=steps, generator=torch.Generator().manual_seed(6))
+        b = mdm.nelbo(x, steps=steps, generator=torch.Generator().manual_seed(6))
+        torch.testing.assert_close(a.total, b.total, rtol=1e-5, atol=1e-5)
+
+
+def test_velocity_term_is_nonnegative_and_zero_when_reverse_equals_forward():
+    model = tiny_model({"name": "lomdm"}, length=6)
+    randomise_heads(model, scale=1.0)
+    x = torch.randint(0, 3, (64, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        terms = model.nelbo(x, generator=torch.Generator().manual_seed(1))
+    assert bool((terms.velocity_matching >= 0).all())
+    assert float(terms.velocity_matching.max()) > 0
+    # reverse = forward: the Bregman divergence is exactly 0
+    w = model.forward_schedule(x).w.detach()
+    masked = torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.5
+    ce = torch.rand(x.shape)
+    t = torch.full((64,), 0.3)
+    _, matching = continuous_integrand(ce, masked, PowerSchedule(w), PowerSchedule(w.clone()), t)
+    assert torch.all(matching == 0)
+    # c2 = 0: forward and reverse are both 1 − t^{c1}
+    poly = tiny_model({"name": "lomdm", "c1": 0.8, "c2": 0.0}, length=6)
+    with torch.no_grad():
+        assert torch.all(poly.nelbo(x, generator=torch.Generator()).velocity_matching == 0)
+
+
+def test_scaling_all_exponents_leaves_the_exact_nelbo_unchanged():
+    """w → c·w is the time warp t → t^c (fact 3), for the forward and the reverse alike."""
+    x = torch.tensor([[0, 2, 1, 1], [2, 2, 0, 1]])
+    # Pieces graded geometrically towards t = 0, where the integrand ~ t^(w−1) is singular.
+    breakpoints = default_breakpoints(4, grading=20)
+
+    def nelbo(c1, c2):
+        model = tiny_model({"name": "lomdm", "c1": c1, "c2": c2}, length=4)
+        randomise_heads(model, scale=1.0)
+        with torch.no_grad():
+            return exact_nelbo(model, x, breakpoints=breakpoints, nodes=6).total
+
+    base = nelbo(0.9, 0.5)
+    for scale in (0.75, 1.5):
+        torch.testing.assert_close(nelbo(0.9 * scale, 0.5 * scale), base, rtol=1e-4, atol=0)
+    # a change of shape (not of scale) does change it
+    assert float((nelbo(0.9, 0.2) - base).abs().max()) > 1e-2
+
+
+def test_exact_integrand_is_differentiable_for_every_parameter():
+    model = tiny_model({"name": "lomdm"}, length=4)
+    randomise_heads(model, scale=0.5)
+    value = exact_integrand(model, torch.tensor([[0, 1, 2, 0]]), 0.5).total.sum()
+    grads = torch.autograd.grad(
+        value, [model.order.forward_head.weight, model.backbone.head.weight]
+    )
+    assert all(bool(g.isfinite().all()) and float(g.abs().sum()) > 0 for g in grads)
+
+
+# -- the reverse order is Plackett–Luce(ŵ) ---------------------------------------------------
+def test_first_generated_position_is_plackett_luce_in_the_exponents():
+    """α = 1 − t^w ⇒ from the all-mask state the first position generated is i with
+    probability w^i / Σ_j w^j. The reverse process is run as the ancestral sampler runs it
+    (T steps, each masked position un-masks with `unmask_probability(s, t)`); first-position
+    frequencies lie within 4 SE of those probabilities (ties in one step share the credit)."""
+    n, steps = 4000, 200
+    w = torch.tensor([0.3, 0.7, 1.2, 2.0], dtype=torch.float64)
+    schedule = PowerSchedule(w.expand(n, -1))
+    gen = torch.Generator().manual_seed(0)
+    masked = torch.ones(n, 4, dtype=torch.bool)
+    order = torch.full((n, 4), steps)
+    for step, k in enumerate(range(steps, 0, -1)):
+        prob = schedule.unmask_probability((k - 1) / steps, k / steps)
+        reveal = masked & (torch.rand(n, 4, generator=gen, dtype=torch.float64) < prob)
+        order = torch.where(reveal, step, order)
+        masked &= ~reveal
+    assert not bool(masked.any())  # 1 − (0/t)^w = 1: everything is clean at t = 0
+    first = order == order.min(-1, keepdim=True).values  # [N, L]
+    freq = (first.double() / first.sum(-1, keepdim=True)).mean(0)
+    p = w / w.sum()
+    se = (p * (1 - p) / n).sqrt()
+    assert bool(((freq - p).abs() < 4 * se).all()), (freq, p, se)
+
+
+# -- sampling and checkpoints ----------------------------------------------------------------
+def test_ancestral_sampler_uses_the_learned_reverse_schedule():
+    model = tiny_model({"name": "lomdm"}, length=6)
+    randomise_heads(model, scale=1.0)
+    z = torch.full((2, 6), model.mask_id)
+    z[:, 0] = 1
+    t = torch.full((2,), 0.5)
+    rs = model.reverse_schedule(z, t, model.denoise(z, t))
+    torch.testing.assert_close(rs.unmask_probability(0.25, t).float(), 1 - 0.5**rs.w)
+    sampler = registry.build("sampler", "ancestral", steps=8)
+    fixed = torch.tensor([2, -1, -1, -1, -1, -1])
+    result = sampler.sample(model, 5, 6, generator=torch.Generator().manual_seed(0), fixed=fixed)
+    assert result.tokens.shape == (5, 6) and int(result.tokens.max()) < 3
+    assert torch.all(result.tokens[:, 0] == 2) and torch.all(result.order[:, 0] == -1)
+    assert bool(((result.order[:, 1:] >= 0) & (result.order[:, 1:] < 8)).all())
+
+
+def test_save_and_load_keep_the_heads(tmp_path):
+    model = tiny_model({"name": "lomdm", "K": 1}, length=4)
+    randomise_heads(model, scale=1.0)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = OeMDM.from_pretrained(tmp_path / "ckpt")
+    x = torch.tensor([[0, 1, 2, 1]])
+    torch.testing.assert_close(loaded.forward_schedule(x).w, model.forward_schedule(x).w)
+    assert loaded.order.get_options()["K"] == 1
