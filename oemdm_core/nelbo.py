@@ -73,13 +73,15 @@ def cross_entropy(logits: Tensor, x: Tensor) -> Tensor:
 
 
 def velocity_bregman(v_reverse: Tensor, v_forward: Tensor) -> Tensor:
-    """v_R − v_F − v_F·log(v_R / v_F), elementwise, ≥ 0, = 0 iff v_R = v_F (0·log 0 = 0)."""
-    return (
-        v_reverse
-        - v_forward
-        + torch.xlogy(v_forward, v_forward)
-        - torch.xlogy(v_forward, v_reverse)
-    )
+    """v_R − v_F − v_F·log(v_R / v_F), elementwise, ≥ 0, = 0 iff v_R = v_F (0·log 0 = 0).
+
+    Computed as v_F·(d − log1p(d)) with d = v_R/v_F − 1, which stays ≥ 0 after rounding
+    (the expanded form can come out slightly negative when v_R ≈ v_F); v_R where v_F = 0.
+    """
+    positive = v_forward > 0
+    safe = torch.where(positive, v_forward, torch.ones_like(v_forward))
+    d = v_reverse / safe - 1.0
+    return torch.where(positive, safe * (d - torch.log1p(d)), v_reverse)
 
 
 def bernoulli_kl(a: Tensor, b: Tensor) -> Tensor:
