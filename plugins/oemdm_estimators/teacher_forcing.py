@@ -27,9 +27,9 @@ class TeacherForcing(Estimator):
     """Σ_i −log p_θ(x^i | x_<i) from one causal pass: `[B]` nats per sequence, no randomness.
 
     Serves the `ar` order (block structure 1) with a causal backbone that ignores t.
-    `t` is validated and otherwise ignored: the integrand of the AR order, integrated over
-    each position's window, is the same at every t, so any quadrature over t returns the
-    exact bound. `steps = T`: exact as well when T is a multiple of L; for other T the
+    `t` is validated and otherwise ignored: the bound is returned exactly at every t, so
+    any quadrature over t gives the exact value (`terms.t` is the given t, else 1: no time
+    is drawn). `steps = T`: exact as well when T is a multiple of L; for other T the
     discrete bound differs from the AR NLL (a step can straddle two positions), so the call
     falls back to the generic Monte Carlo estimator (unbiased for L_T, random).
     """

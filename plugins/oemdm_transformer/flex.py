@@ -35,6 +35,10 @@ if _mode not in MODES:
     _mode = "auto"
 _block_masks: dict[int, tuple[weakref.ref, int, object]] = {}
 _compiled_flex = None
+try:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError:  # torch without FlexAttention: the dense SDPA path only
+    create_block_mask = flex_attention = None
 
 
 def set_mode(mode: str) -> str:
@@ -53,11 +57,7 @@ def get_mode() -> str:
 
 def flex_available() -> bool:
     """True if this torch build ships FlexAttention."""
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return flex_attention is not None
 
 
 def use_flex(q: Tensor, mask: Tensor | None, dropout_p: float = 0.0) -> bool:
@@ -80,26 +80,25 @@ def use_flex(q: Tensor, mask: Tensor | None, dropout_p: float = 0.0) -> bool:
     return False
 
 
+def convert(mask: Tensor):
+    """A FlexAttention `BlockMask` equivalent to the boolean `mask: [Lq, Lk]` (True = attend)."""
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return mask[q_idx, kv_idx]
+
+    q_len, kv_len = mask.shape
+    return create_block_mask(mask_mod, None, None, q_len, kv_len, device=mask.device)
+
+
 @torch.compiler.disable
 def block_mask_from_dense(mask: Tensor):
-    """A FlexAttention `BlockMask` equivalent to the boolean `mask: [Lq, Lk]` (True = attend).
-
-    Cached per mask tensor (identity and version), so a mask reused across calls, like the
-    estimator's cached 2L mask, is converted once.
-    """
-    from torch.nn.attention.flex_attention import create_block_mask
-
+    """`convert(mask)`, cached per mask tensor (identity and version), so a mask reused
+    across calls, like the vectorised block estimator's cached 2L mask, is converted once."""
     key = id(mask)
     hit = _block_masks.get(key)
     if hit is not None and hit[0]() is mask and hit[1] == mask._version:
         return hit[2]
-    dense = mask
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        return dense[q_idx, kv_idx]
-
-    q_len, kv_len = mask.shape
-    block_mask = create_block_mask(mask_mod, None, None, q_len, kv_len, device=mask.device)
+    block_mask = convert(mask)
     if len(_block_masks) >= 8:
         _block_masks.clear()
     _block_masks[key] = (weakref.ref(mask), mask._version, block_mask)
@@ -110,14 +109,15 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, compiled: bool | None 
     """FlexAttention of `q, k, v: [B, H, L, Dh]` under the boolean `mask: [Lq, Lk]`.
 
     Returns `[B, H, Lq, Dh]`, equal to SDPA with `attn_mask=mask`. `compiled`: wrap
-    FlexAttention in torch.compile (default: on CUDA, unless already inside a compiled region).
+    FlexAttention in torch.compile (default: on CUDA). Inside a compiled region (a compiled
+    backbone) the BlockMask is built in the graph (no cache lookup, so no graph break).
     """
-    from torch.nn.attention.flex_attention import flex_attention
-
     global _compiled_flex
+    if torch.compiler.is_compiling():
+        return flex_attention(q, k, v, block_mask=convert(mask))
     block_mask = block_mask_from_dense(mask)
     if compiled is None:
-        compiled = q.is_cuda and not torch.compiler.is_compiling()
+        compiled = q.is_cuda
     if not compiled:
         if not q.is_cuda:  # eager FlexAttention on CPU is a reference path (tests) only
             with warnings.catch_warnings():
