@@ -1,13 +1,29 @@
-"""Sampler plugins."""
+"""Sampler plugins: ancestral, first-hitting, ar (KV cache) and block (KV cache)."""
 
 from __future__ import annotations
 
 from oemdm_core import hookimpl
 from oemdm_samplers.ancestral import AncestralSampler
+from oemdm_samplers.ar import ARSampler
+from oemdm_samplers.block import BlockSampler, BlockSampleResult
+from oemdm_samplers.first_hitting import FirstHittingSampler
+from oemdm_samplers.segment import Segment, SegmentResult, SegmentRule
 
-__all__ = ["AncestralSampler"]
+__all__ = [
+    "ARSampler",
+    "AncestralSampler",
+    "BlockSampleResult",
+    "BlockSampler",
+    "FirstHittingSampler",
+    "Segment",
+    "SegmentResult",
+    "SegmentRule",
+]
 
 
 @hookimpl
 def register_samplers(register):
     register(AncestralSampler)
+    register(FirstHittingSampler)
+    register(ARSampler)
+    register(BlockSampler)

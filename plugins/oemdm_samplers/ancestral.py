@@ -5,9 +5,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.sampler import initial_state
+from oemdm_core import Options, Sampler
 from oemdm_core.sampling import sample_tokens
+from oemdm_samplers.segment import (
+    Segment,
+    SegmentResult,
+    check_common,
+    sample_whole_sequence,
+    uniform,
+)
 
 
 class AncestralSampler(Sampler):
@@ -35,41 +41,42 @@ class AncestralSampler(Sampler):
     def __init__(
         self, steps: int = 64, temperature: float = 1.0, top_p: float = 1.0, cache: bool = True
     ) -> None:
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+        check_common(steps, top_p, temperature)
         self.steps, self.temperature, self.top_p, self.cache = steps, temperature, top_p, cache
 
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        length = model.length if length is None else length
-        z, keep = initial_state(model, num_samples, length, fixed)
-        order = torch.where(keep, -1, length + self.steps).to(
-            torch.long
-        )  # placeholder: not yet un-masked
-        reuse = self.cache and not model.backbone.uses_time
-        out, nfe, changed = None, 0, True
-        source = generator.device if generator is not None else z.device
+        return sample_whole_sequence(self, model, num_samples, length, generator, fixed)
+
+    @torch.no_grad()
+    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+        """T steps from `segment.t_start` to `segment.t_end` on the grid
+        t_k = t_end + (t_start − t_end)·k/T; at the last step every masked position is
+        un-masked (α(t_end) = 1 on the segment's positions)."""
+        z = segment.tokens.clone()
+        order = torch.full_like(z, -1)
+        reuse = self.cache and not segment.uses_time
+        out, nfe, changed, steps_used = None, 0, True, 0
+        width = segment.t_start - segment.t_end
         for step, k in enumerate(range(self.steps, 0, -1)):
-            t = torch.full((num_samples,), k / self.steps, device=z.device)
-            s = torch.full((num_samples,), (k - 1) / self.steps, device=z.device)
-            masked = z == model.mask_id
+            masked = z == segment.mask_id
             if not bool(masked.any()):
                 break
+            t_k = segment.t_end + width * k / self.steps
+            s_k = segment.t_end + width * (k - 1) / self.steps
+            t = torch.full((z.shape[0],), t_k, device=z.device)
+            s = torch.full((z.shape[0],), s_k, device=z.device)
             if out is None or changed or not reuse:
-                out = model.denoise(z, t)
+                out = segment.denoise(z, t)
                 nfe += 1
-            reverse = model.reverse_schedule(z, t, out)
-            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, L]
-            u = torch.rand(z.shape, generator=generator, dtype=torch.float64, device=source).to(
-                z.device
-            )
-            reveal = masked & (u < prob)
+            reverse = segment.schedule(z, t, out)
+            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n]
+            reveal = masked & (uniform(tuple(z.shape), generator, z.device) < prob)
             if k == 1:
-                reveal = masked  # α(0) = 1: everything is clean at t = 0
+                reveal = masked  # α(t_end) = 1: everything is clean at the end of the segment
             tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, step, order)
             changed = bool(reveal.any())
-        return SampleResult(tokens=z, order=order, nfe=nfe)
+            steps_used = step + 1
+        return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)

@@ -1,0 +1,89 @@
+"""Left-to-right sampling for the `ar` order with a causal backbone and a KV cache."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from oemdm_core import Options, Sampler, SampleResult
+from oemdm_core.sampler import initial_state
+from oemdm_core.sampling import sample_tokens
+from oemdm_samplers.segment import check_common
+
+
+def check_ar_model(model, cache: bool) -> None:
+    """Raise `ValueError` unless the model has the left-to-right order and a causal backbone
+    (with a KV cache when `cache`)."""
+    order, backbone = model.order, model.backbone
+    problems = []
+    if order.learned or order.block_structure() != 1:
+        problems.append(
+            f"order '{order.name}' is not left-to-right (block structure "
+            f"{order.block_structure()!r}; the ar sampler needs 1, e.g. order 'ar')"
+        )
+    attention = getattr(backbone, "attention", None)
+    if attention != "causal":
+        problems.append(
+            f"backbone '{backbone.name}' has {attention!r} attention; the ar sampler needs "
+            "'causal' (logits at i read tokens < i)"
+        )
+    elif cache and not getattr(backbone, "supports_kv_cache", False):
+        problems.append(f"backbone '{backbone.name}' offers no KV cache; pass cache=False")
+    if problems:
+        raise ValueError("sampler 'ar' cannot serve this model: " + "; ".join(problems))
+
+
+class ARSampler(Sampler):
+    """Generates positions 0, 1, …, L−1 in turn from the causal logits p_θ(x^i | x_<i).
+
+    One network call per generated position: with the cache the call reads one new token
+    (runs of fixed positions before it are fed in the same call); without it, the call
+    recomputes the whole prefix up to the position. Fixed positions (prefix or infilling
+    context) are fed, never sampled. `order` is the call index at which a position was drawn.
+    A time-conditioned backbone gets t = (L − i)/L, the top of position i's window.
+    """
+
+    name = "ar"
+
+    class Options(Options):
+        temperature: float = Field(
+            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
+        )
+        top_p: float = Field(
+            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
+        )
+        cache: bool = Field(
+            default=True, description="Use the backbone's KV cache (False: recompute prefixes)."
+        )
+
+    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, cache: bool = True) -> None:
+        check_common(None, top_p, temperature)
+        self.temperature, self.top_p, self.cache = temperature, top_p, cache
+
+    @torch.no_grad()
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        check_ar_model(model, self.cache)
+        length = model.length if length is None else length
+        z, keep = initial_state(model, num_samples, length, fixed)
+        backbone = model.backbone
+        order = torch.full_like(z, -1)
+        generated = (~keep).any(0)  # [L]: columns with at least one position to draw
+        columns = generated.nonzero().flatten().tolist()
+        cache = backbone.new_cache(num_samples, capacity=length) if self.cache else None
+        start, nfe = 0, 0
+        for column in columns:
+            t = torch.full((num_samples,), (length - column) / length, device=z.device)
+            if cache is not None:
+                # Positions start … column: the fixed run, then a placeholder at `column`.
+                logits = backbone(z[:, start : column + 1], t, cache=cache).logits[:, -1]
+            else:
+                logits = backbone(z[:, : column + 1], t).logits[:, -1]
+            nfe += 1
+            token = sample_tokens(logits, generator, self.temperature, self.top_p)
+            draw = ~keep[:, column]
+            z[:, column] = torch.where(draw, token, z[:, column])
+            order[:, column] = torch.where(draw, nfe - 1, -1)
+            if cache is not None:
+                cache.set_last_token(z[:, column])  # keys never read the token at `column`
+            start = column + 1
+        return SampleResult(tokens=z, order=order, nfe=nfe)

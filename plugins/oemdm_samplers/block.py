@@ -1,0 +1,210 @@
+"""Semi-autoregressive block sampling (BD3-LM): blocks left to right, a pluggable inner rule
+inside each block, finished blocks read from a KV cache, optional stop at end-of-text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from oemdm_core import Options, Sampler, SampleResult
+from oemdm_core.sampler import initial_state
+from oemdm_samplers.segment import Segment, SegmentRule, SlicedSchedule, check_common
+
+FORWARDED = ("steps", "temperature", "top_p")  # block options handed to the inner rule
+
+
+@dataclass
+class BlockSampleResult(SampleResult):
+    """`SampleResult` plus `lengths: [N]` long, the length of each sequence up to and
+    including its first generated end-of-text token (L if none or no `eos_id`). Positions
+    after it hold `eos_id` and have order −1 (not generated)."""
+
+    lengths: Tensor | None = None
+
+
+class CachedBlockDenoiser:
+    """Denoiser for the block `[lo, hi)` reading finished blocks from a KV cache.
+
+    Finished blocks are appended lazily: the first call for a block also commits the
+    pending clean blocks before it, in the same network call."""
+
+    def __init__(self, backbone, batch: int, length: int) -> None:
+        self.backbone = backbone
+        self.cache = backbone.new_cache(batch, capacity=length)
+        self.pending: Tensor | None = None
+
+    def finish(self, block: Tensor) -> None:
+        """Queue the clean tokens `[N, B]` of the block just finished for the cache."""
+        self.pending = block if self.pending is None else torch.cat([self.pending, block], 1)
+
+    def __call__(self, state: Tensor, t: Tensor):
+        if self.pending is None:
+            return self.backbone(state, t, cache=self.cache, commit=0)
+        count = self.pending.shape[1]
+        out = self.backbone(torch.cat([self.pending, state], 1), t, cache=self.cache, commit=count)
+        self.pending = None
+        hidden = None if out.hidden is None else out.hidden[:, count:]
+        return type(out)(logits=out.logits[:, count:], hidden=hidden)
+
+
+class BlockSampler(Sampler):
+    """Blocks b = 0, 1, … of the order's block size B', each filled by the inner rule while
+    reverse time runs through the block's window [(nb−1−b)/nb, (nb−b)/nb].
+
+    Serves orders with a block structure (`block`, `ar`). With `cache` the backbone must
+    offer a KV cache (causal, or block-causal with a block size dividing B'): each call reads
+    only the current block, the finished ones come from the cache, and the logits equal the
+    uncached ones. Without it each call recomputes the prefix up to the block (the whole
+    sequence for a bidirectional backbone). A time-conditioned backbone keeps, in the cache,
+    the t at which a block was committed, so cached sampling is exact only for backbones
+    that ignore t.
+    """
+
+    name = "block"
+
+    class Options(Options):
+        steps: int = Field(
+            default=8, ge=1, description="Inner steps per block (if the inner rule takes steps)."
+        )
+        inner: str = Field(
+            default="ancestral",
+            description="Registered sampler filling each block (needs fill_segment).",
+        )
+        temperature: float = Field(
+            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
+        )
+        top_p: float = Field(
+            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
+        )
+        cache: bool = Field(default=True, description="Read finished blocks from a KV cache.")
+        eos_id: int | None = Field(
+            default=None, ge=0, description="End-of-text id: stop a sequence after it."
+        )
+
+    def __init__(
+        self,
+        steps: int = 8,
+        inner: str = "ancestral",
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        cache: bool = True,
+        eos_id: int | None = None,
+    ) -> None:
+        check_common(steps, top_p, temperature)
+        if eos_id is not None and eos_id < 0:
+            raise ValueError(f"eos_id must be a token id >= 0 or None, got {eos_id}")
+        self.steps, self.inner, self.temperature, self.top_p = steps, inner, temperature, top_p
+        self.cache, self.eos_id = cache, eos_id
+        self.rule = self._build_inner(inner)
+
+    def _build_inner(self, inner: str) -> SegmentRule:
+        from oemdm_core import registry
+
+        if inner == self.name:
+            raise ValueError("the block sampler cannot be its own inner rule")
+        cls = registry.get("sampler", inner)
+        if not hasattr(cls, "fill_segment"):
+            raise ValueError(
+                f"sampler '{inner}' cannot be an inner rule of 'block': it has no "
+                "fill_segment method (e.g. use 'ancestral' or 'first-hitting')"
+            )
+        fields = cls.Options.model_fields
+        options = {k: getattr(self, k) for k in FORWARDED if k in fields}
+        return cls.from_options(cls.validate_options(prefix="sampler[block].inner", **options))
+
+    def _check(self, model, length: int) -> int:
+        order, backbone = model.order, model.backbone
+        size = None if order.learned else order.block_structure()
+        if size is None:
+            raise ValueError(
+                f"sampler 'block' cannot serve order '{order.name}': it has no left-to-right "
+                "block structure (use order 'block' or 'ar')"
+            )
+        if length % size:
+            raise ValueError(
+                f"length {length} is not a multiple of the block size {size} of order "
+                f"'{order.name}'; use a length divisible by {size}"
+            )
+        attention = getattr(backbone, "attention", None)
+        if self.cache:
+            ok = getattr(backbone, "supports_kv_cache", False) and (
+                attention == "causal"
+                or (attention == "block_causal" and size % backbone.block_size == 0)
+            )
+            if not ok:
+                raise ValueError(
+                    f"sampler 'block' with cache=True needs a backbone with a KV cache and causal "
+                    f"or block-causal attention whose block size divides {size}; backbone "
+                    f"'{backbone.name}' has {attention!r} attention "
+                    f"(block size {getattr(backbone, 'block_size', None)}); pass cache=False"
+                )
+        return size
+
+    @torch.no_grad()
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        length = model.length if length is None else length
+        size = self._check(model, length)
+        z, keep = initial_state(model, num_samples, length, fixed)
+        backbone, mask_id, nb = model.backbone, model.mask_id, length // size
+        schedule = model.reverse_schedule(z, torch.ones(num_samples, device=z.device))
+        cached = CachedBlockDenoiser(backbone, num_samples, length) if self.cache else None
+        order = torch.full_like(z, -1)
+        done = torch.zeros(num_samples, dtype=torch.bool, device=z.device)
+        lengths = torch.full((num_samples,), length, dtype=torch.long, device=z.device)
+        nfe, steps = 0, 0
+        for b in range(nb):
+            lo, hi = b * size, (b + 1) * size
+            if bool((z[:, lo:hi] != mask_id).all()):
+                if cached is not None:
+                    cached.finish(z[:, lo:hi])
+                continue
+            segment = Segment(
+                tokens=z[:, lo:hi],
+                mask_id=mask_id,
+                denoise=cached if cached is not None else self._uncached(model, z, lo, hi),
+                schedule=lambda state, t, out, lo=lo, hi=hi: SlicedSchedule(schedule, lo, hi),
+                t_start=(nb - b) / nb,
+                t_end=(nb - 1 - b) / nb,
+                uses_time=backbone.uses_time,
+            )
+            result = self.rule.fill_segment(segment, generator)
+            z[:, lo:hi] = result.tokens
+            order[:, lo:hi] = torch.where(result.order >= 0, result.order + steps, -1)
+            nfe, steps = nfe + result.nfe, steps + result.steps
+            if self.eos_id is not None:
+                done, lengths = self._stop(z, order, keep, done, lengths, lo, hi)
+                if bool(done.all()):
+                    break
+            if cached is not None:
+                cached.finish(z[:, lo:hi])
+        return BlockSampleResult(tokens=z, order=order, nfe=nfe, lengths=lengths)
+
+    @staticmethod
+    def _uncached(model, z: Tensor, lo: int, hi: int):
+        """Denoiser of block [lo, hi) recomputing the prefix (whole sequence if bidirectional)."""
+        backbone = model.backbone
+        end = z.shape[1] if backbone.attention == "bidirectional" else hi
+
+        def denoise(state: Tensor, t: Tensor):
+            full = torch.cat([z[:, :lo], state, z[:, hi:end]], dim=1)
+            out = backbone(full, t)
+            hidden = None if out.hidden is None else out.hidden[:, lo:hi]
+            return type(out)(logits=out.logits[:, lo:hi], hidden=hidden)
+
+        return denoise
+
+    def _stop(self, z, order, keep, done, lengths, lo, hi):
+        """Mark sequences whose block [lo, hi) generated eos_id; pad everything after it."""
+        hit = (z[:, lo:hi] == self.eos_id) & ~keep[:, lo:hi]  # [N, B]
+        first = torch.where(hit.any(1), hit.float().argmax(1) + lo, z.shape[1])
+        new = ~done & hit.any(1)
+        lengths = torch.where(new, first + 1, lengths)
+        done = done | new
+        after = torch.arange(z.shape[1], device=z.device)[None, :] >= lengths[:, None]
+        pad = done[:, None] & after  # [N, L]
+        z.masked_fill_(pad, self.eos_id)
+        order.masked_fill_(pad, -1)
+        return done, lengths
