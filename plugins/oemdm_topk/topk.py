@@ -1,0 +1,159 @@
+"""The `topk` sampler: exactly k positions per step, chosen by a scorer plugin.
+
+Step rule (T steps on the grid t_k = k/T, k = T … 1, reverse time 1 → 0). For each sample:
+
+    k_step = ⌊ Σ_{i masked, a_R^i > 0} a_R^i + 1/2 ⌋,   a_R^i = reverse.unmask_probability(t_{k−1}, t_k)
+
+i.e. the expected number of positions the ancestral sampler would un-mask in this step under
+the model's reverse schedule at the current state, rounded half up, and at the last step
+(k = 1, where a_R = 1) every position still masked. Because the expectation is recomputed
+from the state, rounding errors do not accumulate, and after T steps all L positions are
+generated. With `mdm` and the linear schedule this spreads the m masked positions evenly over
+the remaining steps (round(m/k)); for `lomdm` it follows the learned reverse schedule.
+
+Candidates are the masked positions with a_R > 0 (so `block`/`ar` orders keep their windows);
+among them the k with the highest scores are un-masked, each taking a token drawn from p_θ
+(temperature, top_p). The scorer ranks positions (`plackett-luce` on the reverse velocities,
+`confidence`, `margin`, `entropy`, `random`, or any registered scorer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from oemdm_core import Options, Sampler, SampleResult, Scorer
+from oemdm_core.sampler import initial_state
+from oemdm_core.sampling import sample_tokens
+
+
+@dataclass
+class TopKSegmentResult:
+    """A filled run of positions (same fields as the samplers' `SegmentResult`).
+
+    tokens: `[N, n]`; order: `[N, n]` step of un-masking (−1 if given); nfe: denoiser calls;
+    steps: number of steps used.
+    """
+
+    tokens: Tensor
+    order: Tensor
+    nfe: int
+    steps: int
+
+
+def step_counts(prob: Tensor, eligible: Tensor, last: bool) -> Tensor:
+    """Positions to un-mask per row: `[N]` long, from `prob, eligible: [N, L]` (see module)."""
+    if last:
+        return eligible.sum(-1)
+    expected = torch.where(eligible, prob.to(torch.float64), 0.0).sum(-1)
+    return torch.floor(expected + 0.5).long().clamp(max=eligible.sum(-1))
+
+
+def top_k_mask(scores: Tensor, eligible: Tensor, counts: Tensor) -> Tensor:
+    """`[N, L]` bool: the `counts[n]` eligible positions of row n with the highest scores."""
+    lowest = torch.finfo(torch.float64).min
+    scores = torch.where(eligible, scores.to(torch.float64).nan_to_num(neginf=lowest), -torch.inf)
+    ranked = scores.argsort(dim=-1, descending=True, stable=True)  # [N, L]
+    rank = torch.empty_like(ranked).scatter_(
+        -1, ranked, torch.arange(scores.shape[-1], device=scores.device).expand_as(ranked)
+    )
+    return eligible & (rank < counts[:, None])
+
+
+class TopKSampler(Sampler):
+    """T steps, exactly k_step positions per step (k from the reverse schedule), ranked by a
+    scorer: a user can sample an MDM in confidence order or a LoMDM in its learned order."""
+
+    name = "topk"
+
+    class Options(Options):
+        steps: int = Field(default=64, ge=1, description="Number of reverse steps T.")
+        scorer: str = Field(
+            default="plackett-luce",
+            description="Registry name of the scorer that ranks masked positions.",
+        )
+        temperature: float = Field(
+            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
+        )
+        top_p: float = Field(
+            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
+        )
+
+    def __init__(
+        self,
+        steps: int = 64,
+        scorer: str | Scorer = "plackett-luce",
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+    ) -> None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+        if isinstance(scorer, str):
+            from oemdm_core.registry import registry
+
+            scorer = registry.build("scorer", scorer)  # unknown names raise, listing the valid ones
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"scorer must be a registry name or a Scorer, got {scorer!r}")
+        self.steps, self.temperature, self.top_p = int(steps), temperature, top_p
+        self.scorer_impl = scorer
+        self.scorer = scorer.name
+
+    @torch.no_grad()
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        length = model.length if length is None else length
+        z, keep = initial_state(model, num_samples, length, fixed)
+        result = self.fill(
+            z, model.mask_id, model.denoise, model.reverse_schedule, 1.0, 0.0, generator
+        )
+        order = torch.where(keep, torch.full_like(result.order, -1), result.order)
+        return SampleResult(tokens=result.tokens, order=order, nfe=result.nfe)
+
+    @torch.no_grad()
+    def fill_segment(self, segment, generator=None) -> TopKSegmentResult:
+        """Fill a segment of the `block` sampler (any object with tokens, mask_id, denoise,
+        schedule, t_start, t_end), so `topk` can be its inner rule."""
+        return self.fill(
+            segment.tokens.clone(),
+            segment.mask_id,
+            segment.denoise,
+            segment.schedule,
+            segment.t_start,
+            segment.t_end,
+            generator,
+        )
+
+    def fill(self, z, mask_id, denoise, schedule, t_start, t_end, generator=None):
+        """Generate the masked entries of `z: [N, n]` on the grid from t_start down to t_end.
+
+        denoise(z, t) → DenoiserOutput; schedule(z, t, out) → reverse PositionSchedule."""
+        order = torch.full_like(z, -1)
+        nfe, steps_used = 0, 0
+        width = t_start - t_end
+        rows = z.shape[0]
+        for step, k in enumerate(range(self.steps, 0, -1)):
+            masked = z == mask_id
+            if not bool(masked.any()):
+                break
+            t = torch.full((rows,), t_end + width * k / self.steps, device=z.device)
+            s = torch.full((rows,), t_end + width * (k - 1) / self.steps, device=z.device)
+            out = denoise(z, t)
+            nfe += 1
+            reverse = schedule(z, t, out)
+            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n]
+            last = k == 1
+            eligible = masked if last else masked & (prob > 0)
+            counts = step_counts(prob, eligible, last)
+            scores = self.scorer_impl.score(out.logits, reverse.velocity(t), generator)
+            reveal = top_k_mask(scores, eligible, counts)
+            tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
+            z = torch.where(reveal, tokens, z)
+            order = torch.where(reveal, step, order)
+            steps_used = step + 1
+        return TopKSegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)
