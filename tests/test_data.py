@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oemdm_data import ByteTokenizer, CharTokenizer, HFDataset, HFTokenizer, Pydoc, TextFiles
 
 from oemdm_core.loader import Sequences, eval_batches, fit_tokenizer, shard_indices, tokenize_split
-from oemdm_data import ByteTokenizer, CharTokenizer, HFDataset, HFTokenizer, Pydoc, TextFiles
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
