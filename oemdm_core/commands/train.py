@@ -34,6 +34,7 @@ def resolve_config(args: argparse.Namespace):
         if not saved.is_file():
             raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {saved.parent}")
         base = load_json(saved)
+        base["training"]["stop_after"] = None  # a resumed run goes on to training.steps
     return load_config(args.config, args.overrides, base=base)
 
 
