@@ -233,7 +233,7 @@ def fit(
         set_rng_states(state["rng"])
         step = state["step"]
     train_model = model
-    if world > 1:
+    if dist.is_initialized():
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -301,7 +301,7 @@ def fit(
                 shard = rank * tc.grad_accum + m
                 idx = shard_indices(len(data.train), step, tc.batch_size, shard, micro, tc.seed)
                 x = data.train.get(idx).to(device, non_blocking=True)  # [micro, L]
-                sync = world == 1 or m == tc.grad_accum - 1
+                sync = train_model is model or m == tc.grad_accum - 1
                 with contextlib.nullcontext() if sync else train_model.no_sync(), autocast:
                     terms = train_model(x, generator=noise_generator(tc.seed, step, shard, device))
                     loss = terms.total.mean() / (length * tc.grad_accum)  # nats per token
