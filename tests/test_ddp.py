@@ -79,7 +79,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     )
     losses = queue.get(timeout=10)
     assert len(losses) == len(single.losses) == 4
-    for a, b in zip(single.losses, losses):
+    for a, b in zip(single.losses, losses, strict=True):
         assert abs(a - b) < TOL, (single.losses, losses)
     one = torch.load(tmp_path / "single" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
     two = torch.load(tmp_path / "ddp" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
