@@ -144,3 +144,37 @@ def repetition_rate(tokens: Tensor, n: int = 4, lengths: Tensor | None = None) -
         distinct = torch.unique(grams, dim=0).shape[0]
         rows.append(torch.tensor(1.0 - distinct / grams.shape[0], dtype=torch.float64))
     return torch.stack(rows) if rows else torch.zeros(0, dtype=torch.float64)
+
+
+@torch.no_grad()
+def sample_quality(
+    model: OeMDM,
+    sampler,
+    num_samples: int,
+    judge: OeMDM | None = None,
+    length: int | None = None,
+    seed: int = 0,
+    n: int = 4,
+) -> dict[str, float]:
+    """Draw `num_samples` sequences with `sampler` (seeded) and score them: mean unigram
+    entropy (bits), mean repetition rate of n-grams, sampler NFE, and, with an AR `judge`,
+    generative NLL (bits/token) and perplexity. Sequences stopped at an end-of-text token
+    (results with `lengths`) are scored up to it."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    result = sampler.sample(model, num_samples, length=length, generator=generator)
+    tokens = result.tokens.cpu()
+    lengths = getattr(result, "lengths", None)
+    lengths = None if lengths is None else lengths.cpu()
+    metrics = {
+        "samples": float(num_samples),
+        "sample_nfe": float(result.nfe),
+        "sample_unigram_entropy_bits": float(unigram_entropy(tokens, lengths).mean()),
+        f"sample_repetition_rate_{n}gram": float(repetition_rate(tokens, n, lengths).mean()),
+    }
+    if judge is not None:
+        gen = generative_perplexity(tokens, judge, lengths)
+        metrics["gen_bits_per_token"] = gen.bits_per_token
+        metrics["gen_perplexity"] = gen.perplexity
+    return metrics

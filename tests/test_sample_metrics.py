@@ -12,6 +12,15 @@ from conftest import tiny_model
 from oemdm_core.sample_metrics import generative_perplexity, repetition_rate, unigram_entropy
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared machine run far faster on one thread than on several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_unigram_entropy_by_hand():
     tokens = torch.tensor([[0, 0, 0, 0], [0, 1, 2, 3], [0, 0, 1, 1], [5, 5, 5, 7]])
     expected = torch.tensor([0.0, 2.0, 1.0, -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))])
@@ -66,3 +75,58 @@ def test_generative_perplexity_rejects_bad_judges_and_samples():
         generative_perplexity(torch.zeros(2, 6, dtype=torch.long), judge)
     with pytest.raises(ValueError, match="lengths"):
         generative_perplexity(x, judge, lengths=torch.tensor([5, 1]))
+
+
+def test_sample_quality_is_seeded_and_uses_the_judge():
+    from oemdm_core import registry
+    from oemdm_core.sample_metrics import sample_quality
+
+    model = tiny_model("mdm", vocab_size=3, length=6)
+    judge = tiny_model("ar", vocab_size=3, length=6, attention="causal")
+    sampler = registry.build("sampler", "ancestral", steps=4)
+    a = sample_quality(model, sampler, 5, judge=judge, seed=3)
+    assert a == sample_quality(model, sampler, 5, judge=judge, seed=3)
+    assert set(a) >= {"sample_unigram_entropy_bits", "gen_perplexity", "gen_bits_per_token"}
+    assert 0 <= a["sample_unigram_entropy_bits"] <= math.log2(3)
+    assert a["gen_perplexity"] == pytest.approx(2 ** a["gen_bits_per_token"])
+    assert "gen_perplexity" not in sample_quality(model, sampler, 2)
+
+
+def test_eval_command_reports_sample_metrics(tmp_path, capsys):
+    import json
+
+    from oemdm_core.cli import main
+    from oemdm_core.experiment import load_config
+    from oemdm_core.trainer import fit
+
+    def run(name: str, *model: str) -> str:
+        overrides = [
+            *model,
+            "data.length=16",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "training.steps=1",
+            "training.batch_size=2",
+            "training.eval_every=0",
+            "training.checkpoint_every=0",
+            "training.progress=false",
+            f"training.run_dir={tmp_path / name}",
+            "evaluation.max_sequences=2",
+            "evaluation.num_times=1",
+            "sampling.num_samples=0",
+            "sampling.sampler={name: ancestral, steps: 4}",
+        ]
+        fit(load_config(overrides=overrides))
+        return str(tmp_path / name)
+
+    model = run("mdm", "model.order=mdm", "model.backbone={name: transformer, preset: tiny}")
+    judge = run(
+        "ar",
+        "model.order=ar",
+        "model.backbone={name: transformer, preset: tiny, attention: causal}",
+    )
+    out = tmp_path / "eval.json"
+    argv = ["eval", model, "--samples", "2", "--judge", judge, "--json", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["samples"] == 2 and metrics["gen_perplexity"] > 1
+    assert "sample_repetition_rate_4gram" in capsys.readouterr().out

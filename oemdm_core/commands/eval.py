@@ -24,13 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="Evaluate the discrete-time bound L_T.")
     parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="Also draw N samples (the config's sampler) and "
+        "report unigram entropy and repetition rate.",
+    )
+    parser.add_argument(
+        "--judge", metavar="CKPT", help="AR checkpoint scoring the samples: generative perplexity."
+    )
 
 
 def load(checkpoint: str, registry, device: str = "cpu"):
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
     from oemdm_core.experiment import parse_config
+    from oemdm_core.loader import build_data
     from oemdm_core.model import OeMDM
-    from oemdm_core.trainer import build_data
     from oemdm_core.training_state import (
         EXPERIMENT_FILE,
         MODEL_DIR,
@@ -58,8 +68,8 @@ def metrics_table(metrics: dict[str, object]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from oemdm_core.evaluation import evaluate
+    from oemdm_core.loader import build_data
     from oemdm_core.registry import registry
-    from oemdm_core.trainer import build_data
 
     model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
     ev = cfg.evaluation
@@ -98,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
         "order": model.order.name,
         **result.as_dict(),
     }
+    if args.samples:
+        from oemdm_core.sample_metrics import sample_quality
+
+        spec = cfg.sampling.sampler
+        judge = load(args.judge, registry, args.device)[0] if args.judge else None
+        sampler = registry.build("sampler", spec.name, **spec.options)
+        seed = cfg.evaluation.seed
+        metrics.update(sample_quality(model, sampler, args.samples, judge, seed=seed))
     print(metrics_table(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
