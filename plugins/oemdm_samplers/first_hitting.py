@@ -22,6 +22,9 @@ For which orders it is exact.
   checked at t/2 (a schedule that is not of this form is refused). With a time-conditioned
   backbone ŵ would drift between events, so this case is refused.
 Any other state-dependent schedule raises a `ValueError`.
+
+NFE: one call per event, i.e. the number of generated positions; with a time-conditioned
+backbone one more (the first call, at t_start, only reads the schedule).
 """
 
 from __future__ import annotations
