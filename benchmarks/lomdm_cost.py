@@ -3,7 +3,8 @@
 For `mdm`, `lomdm` K=1 and `lomdm` K=2 (transformer preset `small` by default) this measures
 one optimisation step (NELBO forward + backward + AdamW update):
 
-- step time: median over `--steps` timed steps after one warm-up step;
+- step time: median over `--steps` timed steps after one warm-up step, as wall-clock time
+  and as process CPU time (all threads; less sensitive to other jobs on a shared machine);
 - peak memory: on CUDA `torch.cuda.max_memory_allocated` during the timed steps; on CPU the
   growth of the peak resident set (`ru_maxrss`) over the resident set before the first
   step, each configuration in a fresh subprocess so peaks do not carry over;
@@ -78,13 +79,14 @@ def measure(config: str, args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss_before = current_rss_mib()
     calls[0] = rows[0] = 0
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -92,6 +94,7 @@ def measure(config: str, args: argparse.Namespace) -> dict:
     return {
         "config": config,
         "step_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu_times),
         "peak_mib": peak,
         "calls": calls[0] / args.steps,
         "passes": rows[0] / (args.batch * args.steps),
@@ -134,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         f"V={args.vocab_size} device={args.device} torch={torch.__version__} "
         f"threads={torch.get_num_threads()}"
     )
-    print(f"| order | step time (s) | × mdm | {memory} | backbone calls | backbone passes |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| order | step wall (s) | × mdm | step CPU (s) | × mdm | {memory} "
+        "| backbone calls | backbone passes |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['config']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f} | "
-            f"{r['peak_mib']:.0f} | {r['calls']:.0f} | {r['passes']:.0f} |"
+            f"| {r['config']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f} "
+            f"| {r['cpu_s']:.3f} | {r['cpu_s'] / base['cpu_s']:.2f} "
+            f"| {r['peak_mib']:.0f} | {r['calls']:.0f} | {r['passes']:.0f} |"
         )
     return 0
 
