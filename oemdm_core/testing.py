@@ -268,6 +268,23 @@ def _check_same_answers(who: str, fn, grid: Tensor, elementwise: bool, rows: int
                 )
 
 
+class _ReferenceLinear:
+    """α_b(s) = 1 − s, the default base schedule for `check_order` (no plugin needed)."""
+
+    def alpha(self, s: Tensor) -> Tensor:
+        return 1.0 - s
+
+    def one_minus_alpha(self, s: Tensor) -> Tensor:
+        return s
+
+    def dalpha(self, s: Tensor) -> Tensor:
+        return torch.full_like(s, -1.0)
+
+    def velocity(self, s: Tensor) -> Tensor:
+        safe = torch.where(s > 0, s, torch.ones_like(s))
+        return torch.where(s > 0, 1.0 / safe, torch.zeros_like(s))
+
+
 # -- orders and per-position schedules --------------------------------------------------------
 def check_position_schedule(
     schedule: Any,
@@ -405,19 +422,24 @@ def check_order(
     """Check an order: its forward schedule for clean tokens and its reverse schedule at
     noisy states drawn from the forward process both pass `check_position_schedule`.
 
-    Pass `model` (an `OeMDM` using this order) for orders that read backbone features;
-    otherwise `base` (a base schedule) is required. x: `[B, L]` clean ids (default: random
+    `order` may be an instance or a class (built with its default options). Pass `model`
+    (an `OeMDM` using this order) for learned orders and orders that read backbone
+    features; otherwise `base` is the base schedule (default: the linear 1 − s). x: `[B, L]` clean ids (default: random
     with the given length and vocab_size). Raises `ConformanceError`.
     """
+    if isinstance(order, type):  # a class: build it with its default options
+        order = order.from_options(order.validate_options())
     who = f"{_describe(order)} ({type(order).__name__})"
     if model is not None:
         base = model.schedule
         length = model.length
         vocab_size = model.vocab_size
+    elif getattr(order, "needs_features", False) or getattr(order, "learned", False):
+        raise ValueError(
+            f"{who} reads backbone features or has parameters: pass model= (an OeMDM using it)"
+        )
     elif base is None:
-        raise ValueError(f"check_order({who}) needs `base` (a base schedule) or `model`")
-    elif getattr(order, "needs_features", False):
-        raise ValueError(f"{who} reads backbone features: pass model= (an OeMDM using it)")
+        base = _ReferenceLinear()
     if x is None:
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         x = torch.randint(0, vocab_size, (2, length), generator=gen)

@@ -183,6 +183,13 @@ def test_check_position_schedule_reports_time_and_position():
     assert str(info.value).startswith("custom: velocity")
 
 
-def test_check_order_needs_a_base_or_a_model():
-    with pytest.raises(ValueError, match="base"):
-        check_order(registry.build("order", "mdm"))
+def test_check_order_takes_a_class_and_defaults_to_a_linear_base():
+    check_order(registry.get("order", "block"))  # built with its default options
+    with pytest.raises(ConformanceError, match="order 'late'"):
+        check_order(LateWindows("velocity"))
+
+
+@pytest.mark.parametrize("order", [o for o in ORDERS if registry.get("order", o).learned])
+def test_check_order_asks_for_a_model_for_learned_orders(order):
+    with pytest.raises(ValueError, match="model="):
+        check_order(registry.get("order", order))
