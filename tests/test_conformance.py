@@ -9,7 +9,7 @@ from conftest import tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oemdm_core import BaseSchedule, Order, WindowedSchedule, block_windows, registry
+from oemdm_core import BaseSchedule, Order, WindowedSchedule, block_windows, hookimpl, registry
 from oemdm_core.testing import (
     ConformanceError,
     check_order,
@@ -193,3 +193,59 @@ def test_check_order_takes_a_class_and_defaults_to_a_linear_base():
 def test_check_order_asks_for_a_model_for_learned_orders(order):
     with pytest.raises(ValueError, match="model="):
         check_order(registry.get("order", order))
+
+
+# -- oemdm check-plugin --------------------------------------------------------------------------
+def test_check_plugin_command_passes_builtin_plugins(capsys):
+    from oemdm_core.cli import main
+
+    assert main(["check-plugin", "schedules"]) == 0
+    out = capsys.readouterr().out
+    for name in ("linear", "cosine", "polynomial"):
+        assert f"schedule  {name}" in out
+    assert "3 passed, 0 failed" in out
+    assert main(["check-plugin", "order:block"]) == 0
+    assert "check_order (schedule linear)" in capsys.readouterr().out
+
+
+class NotMaskedAtOne(Broken):
+    """α_b(1) = 0.1: never fully masked."""
+
+    name = "not_masked_at_one"
+
+    def __init__(self) -> None:
+        super().__init__("end")
+
+
+class BrokenPlugin:
+    """A plugin registered by hand that supplies one bad schedule."""
+
+    @staticmethod
+    @hookimpl
+    def register_schedules(register):
+        register(NotMaskedAtOne)
+
+
+def test_check_plugin_command_fails_on_a_broken_plugin(monkeypatch, capsys):
+    import sys
+
+    from oemdm_core import Registry
+    from oemdm_core.cli import main
+
+    fresh = Registry()
+    fresh.register_plugin(BrokenPlugin(), name="broken_plugin")
+    monkeypatch.setattr(sys.modules["oemdm_core.registry"], "registry", fresh)
+    assert main(["check-plugin", "broken_plugin"]) == 1
+    out = capsys.readouterr().out
+    assert "schedule  not_masked_at_one" in out and "0 passed, 1 failed" in out
+    assert "FAIL: schedule 'not_masked_at_one' (NotMaskedAtOne): alpha(1) = 0 fails at s=1" in out
+
+
+def test_check_plugin_command_unknown_name_lists_plugins(capsys):
+    from oemdm_core.cli import main
+
+    assert main(["check-plugin", "schedulez"]) == 2
+    err = capsys.readouterr().err
+    assert "schedulez" in err and "did you mean 'schedules'" in err
+    assert main(["check-plugin", "order:blok"]) == 2
+    assert "did you mean 'block'" in capsys.readouterr().err
