@@ -22,12 +22,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from oemdm_core.data import Dataset, Tokenizer
+
+if TYPE_CHECKING:
+    from oemdm_core.experiment import ExperimentConfig
 
 CACHE_ENV = "OEMDM_CACHE"
 PROTOCOLS = ("packed", "padded")
@@ -186,3 +190,54 @@ def eval_batches(data: Sequences, batch_size: int, max_sequences: int | None) ->
     """The first `max_sequences` sequences of `data` in order, as batches `[≤batch_size, L]`."""
     n = len(data) if max_sequences is None else min(len(data), max_sequences)
     return [data.get(np.arange(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+@dataclass
+class Data:
+    """Tokenizer, model vocabulary and the train / evaluation sequences of an experiment."""
+
+    tokenizer: Any
+    vocab_size: int  # the model's V: tokenizer ids (+ 1 pad id under the padded protocol)
+    pad_id: int | None
+    train: Sequences | None
+    evaluation: Sequences | None
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if i != self.pad_id])
+
+
+def build_data(
+    cfg: ExperimentConfig,
+    registry,
+    tokenizer_rec: dict | None = None,
+    splits: tuple[str, ...] = ("train", "evaluation"),
+) -> Data:
+    """Build the dataset and tokenizer (fitted, or restored from `tokenizer_rec`), tokenize
+    the needed splits (cached) and wrap them in the configured protocol."""
+    from oemdm_core.training_state import build_tokenizer
+
+    dataset = registry.build("dataset", cfg.data.dataset.name, **cfg.data.dataset.options)
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
+    if tokenizer_rec is not None:
+        tokenizer = build_tokenizer(tokenizer_rec, registry)
+    else:
+        spec = cfg.data.tokenizer
+        tokenizer = registry.build("tokenizer", spec.name, **spec.options)
+        fit_tokenizer(dataset, tokenizer, cache_dir)
+    padded = cfg.data.protocol == "padded"
+    pad_id = tokenizer.vocab_size if padded else None
+    vocab = tokenizer.vocab_size + (1 if padded else 0)
+
+    def seqs(split: str) -> Sequences:
+        tokens, offsets = tokenize_split(dataset, tokenizer, split, cache_dir, cfg.data.split_lines)
+        data = Sequences(tokens, offsets, cfg.data.length, cfg.data.protocol, pad_id or 0)
+        if len(data) == 0:
+            raise ValueError(
+                f"split {split!r} of dataset '{dataset.name}' has {len(tokens)} tokens, fewer "
+                f"than one sequence of data.length={cfg.data.length}"
+            )
+        return data
+
+    train = seqs("train") if "train" in splits else None
+    evaluation = seqs(cfg.evaluation.split) if "evaluation" in splits else None
+    return Data(tokenizer, vocab, pad_id, train, evaluation)

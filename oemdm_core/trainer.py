@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,21 +26,13 @@ from torch import Tensor
 from oemdm_core.errors import ConfigError, OeMDMError
 from oemdm_core.evaluation import EvalResult, evaluate
 from oemdm_core.experiment import ExperimentConfig, check_components, config_differences, flatten
-from oemdm_core.loader import (
-    Sequences,
-    default_cache_dir,
-    eval_batches,
-    fit_tokenizer,
-    shard_indices,
-    tokenize_split,
-)
+from oemdm_core.loader import Data, build_data, eval_batches, shard_indices
 from oemdm_core.model import OeMDM
 from oemdm_core.run_log import RunLogger
 from oemdm_core.training_state import (
     CHECKPOINT_DIR,
     EXPERIMENT_FILE,
     TOKENIZER_FILE,
-    build_tokenizer,
     load_json,
     load_training_state,
     rng_states,
@@ -53,55 +44,6 @@ from oemdm_core.training_state import (
 
 class NonFiniteLossError(OeMDMError, FloatingPointError):
     """The training loss became NaN or inf."""
-
-
-@dataclass
-class Data:
-    """Tokenizer, model vocabulary and the train / evaluation sequences of an experiment."""
-
-    tokenizer: Any
-    vocab_size: int  # the model's V: tokenizer ids (+ 1 pad id under the padded protocol)
-    pad_id: int | None
-    train: Sequences | None
-    evaluation: Sequences | None
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode([i for i in ids if i != self.pad_id])
-
-
-def build_data(
-    cfg: ExperimentConfig,
-    registry,
-    tokenizer_rec: dict | None = None,
-    splits: tuple[str, ...] = ("train", "evaluation"),
-) -> Data:
-    """Build the dataset and tokenizer (fitted, or restored from `tokenizer_rec`), tokenize
-    the needed splits (cached) and wrap them in the configured protocol."""
-    dataset = registry.build("dataset", cfg.data.dataset.name, **cfg.data.dataset.options)
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
-    if tokenizer_rec is not None:
-        tokenizer = build_tokenizer(tokenizer_rec, registry)
-    else:
-        spec = cfg.data.tokenizer
-        tokenizer = registry.build("tokenizer", spec.name, **spec.options)
-        fit_tokenizer(dataset, tokenizer, cache_dir)
-    padded = cfg.data.protocol == "padded"
-    pad_id = tokenizer.vocab_size if padded else None
-    vocab = tokenizer.vocab_size + (1 if padded else 0)
-
-    def seqs(split: str) -> Sequences:
-        tokens, offsets = tokenize_split(dataset, tokenizer, split, cache_dir, cfg.data.split_lines)
-        data = Sequences(tokens, offsets, cfg.data.length, cfg.data.protocol, pad_id or 0)
-        if len(data) == 0:
-            raise ValueError(
-                f"split {split!r} of dataset '{dataset.name}' has {len(tokens)} tokens, fewer "
-                f"than one sequence of data.length={cfg.data.length}"
-            )
-        return data
-
-    train = seqs("train") if "train" in splits else None
-    evaluation = seqs(cfg.evaluation.split) if "evaluation" in splits else None
-    return Data(tokenizer, vocab, pad_id, train, evaluation)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -125,6 +67,27 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"training.device: got {name!r}, but CUDA is not available; use cpu")
     return torch.device(name)
+
+
+def make_optimizer(model: OeMDM, tc, device: torch.device):
+    """AdamW (weight decay on matrices only; fused on CUDA) and the warmup + cosine schedule."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": tc.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=tc.lr,
+        betas=tc.betas,
+        fused=device.type == "cuda",
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
+    )
+    return optimizer, scheduler
 
 
 @dataclass
@@ -207,22 +170,7 @@ def fit(
     if tc.compile:
         model.backbone.compile()
     ema = copy.deepcopy(model).requires_grad_(False) if tc.ema > 0 else None
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": tc.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=tc.lr,
-        betas=tc.betas,
-        fused=device.type == "cuda",
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
-    )
+    optimizer, scheduler = make_optimizer(model, tc, device)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
