@@ -92,17 +92,17 @@ class PlainCausalLM(nn.Module):
 
 
 # -- measurement helpers ------------------------------------------------------------------
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, reps: int, clock) -> float:
     """FLOP/s of an n×n×n matrix product (2n³ FLOPs each), after one warm-up."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(reps):
         a @ b
     sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+    return 2 * n**3 * reps / (clock() - start)
 
 
 def sync(device: torch.device) -> None:
@@ -277,16 +277,18 @@ def run_gpu(args, configs, device, rate) -> Iterator[Result]:
 
 def run_cpu(args, configs, device, rate) -> Iterator[Result]:
     """All configurations built first, then timed round-robin (one step of each in turn),
-    so the load of a shared machine hits them alike; the median step of each is reported."""
+    so the load of a shared machine hits them alike; the median step of each is reported,
+    on the clock chosen by --clock (process CPU time by default, see `main`)."""
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     benches = [prepare(args, *config, device) for config in configs]
     for bench in benches:
         warm_up(bench, args, device)
     times: dict[str, list[float]] = {bench.label: [] for bench in benches}
     for _ in range(args.steps):
         for bench in benches:
-            start = time.perf_counter()
+            start = clock()
             bench.step()
-            times[bench.label].append(time.perf_counter() - start)
+            times[bench.label].append(clock() - start)
     for bench in benches:
         yield result(bench, statistics.median(times[bench.label]), args, rate)
 
@@ -339,6 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--matmul-size", type=int, default=None, help="n of the n³ rate probe")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default 1 on CPU: see --clock)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="CPU runs: time steps by process CPU time (default; stable on a shared machine, "
+        "use with 1 thread) or wall time. GPU runs always use wall time.",
+    )
     parser.add_argument("--only", default=None, help="comma-separated substrings of configs")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -368,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    if not cuda:
+        torch.set_num_threads(args.threads or 1)
+    clock = time.process_time if not cuda and args.clock == "cpu" else time.perf_counter
     rate_dtype = torch.bfloat16 if cuda else torch.float32
-    rate = matmul_rate(device, rate_dtype, matmul_n, reps=20 if cuda else 3)
+    rate = matmul_rate(device, rate_dtype, matmul_n, 20 if cuda else 3, clock)
     name = (
         torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     )
@@ -380,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"preset {args.preset}, L = {args.length}, batch {args.batch}, V = {args.vocab}, "
         f"block {args.block_size}, bf16 {args.bf16}, compile {args.compile}, "
-        f"{args.warmup} warm-up + {args.steps} timed steps\n"
+        f"{args.warmup} warm-up + {args.steps} timed steps, "
+        f"{'wall' if cuda else args.clock} clock\n"
     )
     results: dict[str, Result] = {}
     memory = "peak mem (MB)" if cuda else "saved activations (MB)"

@@ -369,3 +369,81 @@ def test_corrupt_weights_consistent_with_generic_at_block_times():
     for b in range(4):
         row = forward.alpha(t[0, b : b + 1])
         torch.testing.assert_close(picked[0, 2 * b : 2 * b + 2], row[0, 2 * b : 2 * b + 2])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not flex.flex_available(), reason="this torch has no FlexAttention")
+def test_flex_traces_inside_torch_compile():
+    """Inside a compiled region the BlockMask is built in the graph: no graph break."""
+    mask = two_stream_mask(64, 16, torch.device("cpu"))
+    q, k, v = (
+        torch.randn(1, 2, 128, 16, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    compiled = torch.compile(lambda q, k, v: flex.attend(q, k, v, mask), fullgraph=True)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(compiled(q, k, v), reference, rtol=1e-4, atol=1e-5)
+
+
+# -- the benchmark script ------------------------------------------------------------------
+
+
+def load_benchmark():
+    """benchmarks/train_speed.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "train_speed" in sys.modules:
+        return sys.modules["train_speed"]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    spec = importlib.util.spec_from_file_location("train_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_speed"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_benchmark_refuses_cuda_without_gpu(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_benchmark().main(["--device", "cuda"])
+    assert info.value.code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_benchmark_flop_count():
+    bench = load_benchmark()
+    counter = bench.FlopCounter(torch.nn.Identity(), d=8, layers=2, vocab=10)
+    counter.add(batch=3, length=5, grad=True)
+    n = 2 * (4 * 64 + 8 * 64) + 8 * 10  # attention + MLP per layer, plus the head
+    assert counter.flops == 3 * (2 * n * 3 * 5 + 4 * 2 * 8 * 3 * 25)
+    counter.handle.remove()
+
+
+@pytest.mark.slow
+def test_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "result.json"
+    code = load_benchmark().main(
+        [
+            "--preset",
+            "tiny",
+            "--quick",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--matmul-size",
+            "64",
+            "--length",
+            "16",
+            "--block-size",
+            "4",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    import json
+
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 7 and all(r["tokens_per_s"] > 0 for r in rows)
