@@ -32,7 +32,7 @@ class Cosine(BaseSchedule):
     name = "cosine"
 
     def alpha(self, s: Tensor) -> Tensor:
-        return torch.cos(0.5 * math.pi * s)
+        return torch.sin(0.5 * math.pi * (1.0 - s))  # = cos(πs/2), exactly 0 at s = 1
 
     def one_minus_alpha(self, s: Tensor) -> Tensor:
         return 2.0 * torch.sin(0.25 * math.pi * s) ** 2  # 1 − cos(2θ) = 2 sin²θ, exact near 0
