@@ -297,7 +297,8 @@ def check_position_schedule(
     α(0) = 1, α(1) = 0, non-increasing, in [0, 1]; velocity finite ≥ 0; un-mask
     probabilities in [0, 1] and consistent with α; hazard identity; any-t answers.
 
-    rows: the batch size the schedule was built for (None: any number of times).
+    rows: the batch size the schedule was built for (None: any number of times); then
+    "position" in messages counts row-major over the B × L entries.
     """
     who = who or type(schedule).__name__
     values = sorted(
@@ -306,19 +307,23 @@ def check_position_schedule(
     grid = torch.tensor(values, dtype=torch.float64)
     n = grid.numel()
 
+    width = length * (rows or 1)  # a batch-bound schedule is checked on all its rows
+
     def at(fn, t: Tensor) -> Tensor:
-        """Evaluate fn at every time in t: `[N, L]` (row 0 of a batch-bound schedule)."""
+        """fn at every time in t: `[N, L]`, or `[N, B·L]` (row-major) for B bound rows."""
         if rows is None:
             return fn(t)
-        return torch.stack([fn(torch.full((rows,), float(x), dtype=torch.float64))[0] for x in t])
+        return torch.stack(
+            [fn(torch.full((rows,), float(x), dtype=torch.float64)).reshape(-1) for x in t]
+        )
 
     alpha = _call(who, "alpha(t)", at, schedule.alpha, grid)
-    if alpha.shape != (n, length):
+    if alpha.shape != (n, width):
         _fail(
             who,
             "alpha(t) has shape [B, L]",
             f"t of shape [{n}]",
-            f"got {tuple(alpha.shape)}, expected {(n, length)}",
+            f"got {tuple(alpha.shape)}, expected {(n, width)}",
         )
     _check_values(who, "alpha", grid, alpha, 0.0, 1.0)
     bad = (alpha[0] - 1.0).abs() > TOL
@@ -347,7 +352,7 @@ def check_position_schedule(
             f"alpha {float(alpha[i, pos])!r} → {float(alpha[i + 1, pos])!r}",
         )
     velocity = _call(who, "velocity(t)", at, schedule.velocity, grid)
-    if velocity.shape != (n, length):
+    if velocity.shape != (n, width):
         _fail(
             who, "velocity(t) has shape [B, L]", f"t of shape [{n}]", f"got {tuple(velocity.shape)}"
         )
@@ -370,7 +375,7 @@ def check_position_schedule(
                     schedule.unmask_probability,
                     torch.full((rows,), float(a), dtype=torch.float64),
                     torch.full((rows,), float(b), dtype=torch.float64),
-                )[0]
+                ).reshape(-1)
                 for a, b in zip(s.tolist(), t.tolist(), strict=True)
             ]
         )
