@@ -29,6 +29,7 @@ from oemdm_core import ConfigError, OeMDM, Registry
 from oemdm_core import registry as global_registry
 from oemdm_core.cli import main
 from oemdm_core.registry import DISABLE_ENV
+from oemdm_core.testing import check_order
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,10 +94,15 @@ def test_registers_rtl_order(reg):
         reg.build("order", "rtl", block_size=0)
 
 
-def test_rtl_passes_the_conformance_kit(reg):
-    from oemdm_core.testing import check_order
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "polynomial"])
+def test_rtl_passes_the_conformance_kit(reg, schedule):
+    check_order(reg.get("order", "rtl"), reg.build("schedule", schedule))  # default options
 
-    check_order(reg.get("order", "rtl"))
+
+def test_block_rtl_and_rtl_in_a_model_pass_the_conformance_kit(reg):
+    check_order(reg.build("order", "rtl", block_size=2), reg.build("schedule", "cosine"))
+    model = rtl_model(reg, length=4)
+    check_order(model.order, model=model)
 
 
 @pytest.mark.parametrize("length", [1, 4, 7])
