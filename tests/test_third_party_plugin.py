@@ -213,5 +213,14 @@ def test_installed_wheel_is_found_through_its_entry_point(installed_rtl, capsys,
     assert rtl["distribution"] == "oemdm-rtl 0.1.0"
     assert rtl["summary"].startswith("Blocks right to left")
 
+    # `oemdm check-plugin rtl` runs the conformance kit on it (the command reads the
+    # process-wide registry; swap in one that sees the unpacked wheel).
+    monkeypatch.setattr(sys.modules["oemdm_core.registry"], "registry", reg)
+    assert main(["check-plugin", "rtl"]) == 0
+    report = capsys.readouterr().out
+    assert "order  rtl" in report and "FAIL" not in report
+    checks = len(reg.available("schedule"))  # one check per base schedule
+    assert report.strip().endswith(f"{checks} passed, 0 failed")
+
     monkeypatch.setenv(DISABLE_ENV, "rtl")
     assert "rtl" not in Registry().available("order")
