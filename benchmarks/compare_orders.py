@@ -1,0 +1,393 @@
+"""Research benchmark: AR vs MDM vs block diffusion vs GenMD4 vs LoMDM on real text.
+
+Trains `ar` (causal backbone, teacher forcing), `mdm`, `block` (B' = 16 and 4, block-causal
+backbone, vectorised estimator), `genmd4` and `lomdm` with the same backbone, data and number
+of steps ("steps" setting), and again at matched compute ("matched": every model gets the
+backbone passes of LoMDM's run, 1 + K = 3 per step, as extra steps; passes are measured).
+Default data: the Austen corpus, contiguous 90/5/5 split, character tokenizer, L = 256.
+
+Reports, per setting and model (mean ± standard error across seeds): test bits per character
+(deterministic NELBO of the EMA weights), the discrete-time bound L_T at T = 256, sample
+quality (generative perplexity under the AR model of the same seed, unigram entropy), training
+cost (wall time, backbone passes) and learning curves. Writes `results.md`, `results.json`
+and PNG plots into `--out`.
+
+    python benchmarks/compare_orders.py --quick        # ~10 min smoke test on 2 CPU cores
+    python benchmarks/compare_orders.py                # CPU benchmark (<= 90 min, 2 cores)
+    python benchmarks/compare_orders.py --profile gpu-owt --tokenizer gpt2/tokenizer.json
+
+Resumable: every finished model writes `results/<setting>-<model>-seed<s>.json` and is never
+retrained; an interrupted model resumes from its last checkpoint. Rerun the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_orders_models import (  # noqa: E402
+    PROFILES,
+    JobResult,
+    ModelSpec,
+    Profile,
+    load_trained,
+    matched_steps,
+    model_specs,
+    passes_per_step,
+    run_job,
+    with_overrides,
+)
+from compare_orders_report import (  # noqa: E402
+    Column,
+    generative_perplexity,
+    markdown_table,
+    plot_learning_curves,
+    plot_orders,
+    plot_priorities,
+    unigram_entropy,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = Path("../shared/data/austen.txt.xz")  # relative to the repository root
+SETTINGS = ("steps", "matched")
+REFERENCE = "lomdm"  # the model whose compute the "matched" setting gives to the others
+
+
+class CorpusNotFound(FileNotFoundError):
+    """The corpus file does not exist."""
+
+
+def resolve_corpus(path: str | Path | None) -> Path:
+    """The corpus file: `path` (relative to the working directory) or the default Austen file
+    (relative to the repository root). Raises `CorpusNotFound` with what to do."""
+    if path is None:
+        candidate = (REPO / DEFAULT_CORPUS).resolve()
+        how = f"the default corpus {DEFAULT_CORPUS} (relative to the repository root {REPO})"
+    else:
+        candidate = Path(path).expanduser().resolve()
+        how = f"--corpus {path}"
+    if not candidate.is_file():
+        raise CorpusNotFound(
+            f"corpus not found: expected {how} at {candidate}. Supply another UTF-8 text "
+            "file (plain, .gz or .xz) with --corpus PATH, e.g. --corpus "
+            "../shared/data/kjv.txt.xz; it is split contiguously 90/5/5."
+        )
+    return candidate
+
+
+# -- running -------------------------------------------------------------------------------
+def plan(
+    specs: dict[str, ModelSpec],
+    settings: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    passes: dict[str, float],
+) -> list[tuple[str, str, int, int]]:
+    """Jobs (setting, model, seed, steps) in training order. In the matched setting the
+    reference model keeps its steps and is not retrained (it is the "steps" run)."""
+    reference = passes.get(REFERENCE, max(passes.values()))
+    jobs = []
+    for setting in settings:
+        for seed in seeds:
+            for key in specs:
+                if setting == "matched":
+                    if key == REFERENCE and "steps" in settings:
+                        continue  # identical to its "steps" run
+                    n = matched_steps(steps, passes[key], reference)
+                else:
+                    n = steps
+                jobs.append((setting, key, seed, n))
+    return jobs
+
+
+def result_path(out: Path, setting: str, model: str, seed: int) -> Path:
+    return out / "results" / f"{setting}-{model}-seed{seed}.json"
+
+
+def check_manifest(out: Path, manifest: dict) -> None:
+    """Refuse to mix runs of different configurations in one output directory."""
+    path = out / "manifest.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        diff = sorted(k for k in set(saved) | set(manifest) if saved.get(k) != manifest.get(k))
+        if diff:
+            details = "; ".join(f"{k}: {saved.get(k)!r} → {manifest.get(k)!r}" for k in diff)
+            raise SystemExit(
+                f"{out} holds a run with a different configuration ({details}); "
+                "use another --out or delete it"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest, indent=1))
+
+
+def run_all(
+    profile: Profile,
+    specs: dict[str, ModelSpec],
+    settings: Sequence[str],
+    out: Path,
+    corpus: Path | None,
+    max_models: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[list[JobResult], bool]:
+    """Train every job not finished yet; returns (finished results, whether all are done)."""
+    passes = {key: passes_per_step(spec) for key, spec in specs.items()}
+    jobs = plan(specs, settings, profile.seeds, profile.steps, passes)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="models", disable=not progress, position=0)
+    results, trained, complete = [], 0, True
+    try:
+        for setting, key, seed, steps in jobs:
+            path = result_path(out, setting, key, seed)
+            bar.set_postfix_str(f"{setting}/{key}/seed{seed}")
+            if path.is_file():
+                results.append(JobResult.load(path))
+                log(f"finished before: {setting}/{key}/seed{seed} (skipped)")
+            elif max_models is not None and trained >= max_models:
+                complete = False
+                break
+            else:
+                log(f"training {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
+                result = run_job(
+                    profile, specs[key], setting, steps, seed, out, corpus, passes[key], progress
+                )
+                result.save(path)
+                results.append(result)
+                trained += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        log("\ninterrupted: rerun the same command to resume (finished models are kept)")
+        raise
+    finally:
+        bar.close()
+    if complete and "matched" in settings and "steps" in settings and REFERENCE in specs:
+        for r in [r for r in results if r.setting == "steps" and r.model == REFERENCE]:
+            results.append(JobResult(**{**asdict(r), "setting": "matched"}))
+    return results, complete
+
+
+# -- reporting -----------------------------------------------------------------------------
+def judges(results: Sequence[JobResult]) -> dict[int, JobResult]:
+    """Per seed, the AR run with the most steps (it scores every sample of that seed)."""
+    best: dict[int, JobResult] = {}
+    for r in results:
+        if r.model == "ar" and (r.seed not in best or r.steps > best[r.seed].steps):
+            best[r.seed] = r
+    return best
+
+
+def score_samples(results: Sequence[JobResult]) -> list[dict]:
+    """Result rows (dicts) with sample metrics added: gen_ppl (under the AR judge of the same
+    seed; None without an AR run), sample_unigram_bits, perplexity, wall_min."""
+    judge_models = {seed: load_trained(Path(r.run_dir)) for seed, r in judges(results).items()}
+    rows = []
+    for r in results:
+        row = asdict(r)
+        tokens = torch.tensor(r.sample_tokens)
+        judge = judge_models.get(r.seed)
+        row["gen_ppl"] = generative_perplexity(judge, tokens) if judge is not None else None
+        row["sample_unigram_bits"] = unigram_entropy(tokens)
+        row["perplexity"] = 2.0**r.test_bpt
+        row["wall_min"] = r.wall_s / 60
+        row["mega_passes"] = r.backbone_passes / 1e3
+        rows.append(row)
+    return rows
+
+
+COLUMNS = [
+    Column("steps", "steps", 0),
+    Column("passes/step", "passes_per_step", 0),
+    Column("compute (10³ seq-passes)", "mega_passes", 1),
+    Column("test bits/char", "test_bpt"),
+    Column("L_T bits/char (T=256)", "bound_bpt"),
+    Column("perplexity/char", "perplexity", 2),
+    Column("gen. PPL (AR judge)", "gen_ppl", 2),
+    Column("sample unigram H (bits)", "sample_unigram_bits", 2),
+    Column("wall (min)", "wall_min", 1),
+]
+
+
+def write_report(
+    out: Path,
+    rows: list[dict],
+    specs: dict[str, ModelSpec],
+    settings: Sequence[str],
+    header: str,
+    columns: Sequence[Column] = COLUMNS,
+    extra_sections: Sequence[str] = (),
+    paper: bool = True,
+) -> Path:
+    """results.md (tables, samples, plots), results.json and the PNG plots; `paper` adds
+    the paper's OpenWebText perplexities as a reference column."""
+    models = list(specs)
+    owt = {k: s.paper_owt_ppl for k, s in specs.items()}
+    parts = [header]
+    for setting in settings:
+        parts.append(f"\n### Setting: {setting}\n")
+        parts.append(
+            markdown_table(
+                rows,
+                setting,
+                models,
+                columns,
+                extra=(lambda m: f"{owt[m]}" if owt.get(m) else "–") if paper else None,
+                extra_header="paper OWT PPL",
+            )
+        )
+    if rows:
+        data_h = rows[0]["data_unigram_bits"]
+        parts.append(f"\nUnigram entropy of the test sequences: {data_h:.2f} bits.\n")
+    plots = []
+    if rows and any(r["curve"] for r in rows):
+        plots.append(plot_learning_curves(rows, settings, out / "learning_curves.png"))
+    first = {}
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        first.setdefault((r["setting"], r["model"]), r)
+    setting0 = settings[0]
+    orders = {
+        m: torch.tensor(first[(setting0, m)]["sample_order"])
+        for m in models
+        if (setting0, m) in first
+    }
+    if orders:
+        plots.append(
+            plot_orders(orders, out / "generation_order.png", f"generation order ({setting0})")
+        )
+    weights = {
+        m: torch.tensor(first[(setting0, m)]["passage_w"])
+        for m in models
+        if (setting0, m) in first and first[(setting0, m)]["passage_w"] is not None
+    }
+    if weights:
+        text = next(iter(first.values()))["passage_text"]
+        plots.append(
+            plot_priorities(text, weights, out / "token_priorities.png", "learned priorities")
+        )
+    parts.extend(extra_sections)
+    if rows:
+        parts.append("\n### Samples (first of each model, first seed, first setting)\n")
+        for m in models:
+            if (setting0, m) in first:
+                sample = first[(setting0, m)]["sample_texts"][0].replace("\n", "⏎")
+                parts.append(f"- **{m}**: `{sample[:200]}`")
+    parts.append("\n### Plots\n")
+    parts.extend(f"- `{p.name}`" for p in plots)
+    (out / "results.md").write_text("\n".join(parts) + "\n")
+    slim = [{k: v for k, v in r.items() if not k.startswith(("sample_", "passage_"))} for r in rows]
+    (out / "results.json").write_text(json.dumps(slim, indent=1))
+    return out / "results.md"
+
+
+def machine() -> str:
+    threads = torch.get_num_threads()
+    return f"{platform.node()} {platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+
+
+# -- command line --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--corpus", help=f"UTF-8 text file (default {DEFAULT_CORPUS} from the repo)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    p.add_argument("--quick", action="store_true", help="same as --profile quick (~10 min CPU)")
+    p.add_argument("--out", help="output directory (default runs/compare_orders-<profile>)")
+    p.add_argument("--seeds", help="comma-separated seeds (profile default: 0,1)")
+    p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
+    p.add_argument("--batch-size", type=int, help="sequences per step")
+    p.add_argument("--models", help=f"comma-separated subset of {','.join(model_specs())}")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one of them")
+    p.add_argument("--preset", help="backbone preset (tiny, small, base); overrides the profile")
+    p.add_argument("--length", type=int, help="sequence length L")
+    p.add_argument("--device", help="auto, cpu, cuda …")
+    p.add_argument("--tokenizer", help="tokenizer.json for the GPU profiles (hf tokenizer)")
+    p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], list[str]]:
+    profile = PROFILES["quick" if args.quick else args.profile]
+    backbone = dict(profile.backbone)
+    if args.preset:
+        backbone = {"preset": args.preset}
+    tokenizer = profile.tokenizer
+    if args.tokenizer:
+        tokenizer = {**tokenizer, "path": args.tokenizer}
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    profile = with_overrides(
+        profile,
+        backbone=backbone,
+        seeds=seeds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        length=args.length,
+        device=args.device,
+        tokenizer=tokenizer,
+    )
+    specs = model_specs()
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in specs]
+        if unknown:
+            raise SystemExit(f"--models: unknown {unknown}; valid: {', '.join(specs)}")
+        specs = {k: v for k, v in specs.items() if k in wanted}
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    bad = [s for s in settings if s not in SETTINGS]
+    if bad or not settings:
+        raise SystemExit(f"--settings: got {args.settings!r}; valid: steps, matched")
+    return profile, specs, settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    profile, specs, settings = configure(args)
+    corpus = None
+    if profile.dataset is None:
+        try:
+            corpus = resolve_corpus(args.corpus)
+        except CorpusNotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out or f"runs/compare_orders-{profile.name}")
+    check_manifest(
+        out,
+        {
+            "profile": json.loads(json.dumps(asdict(profile))),
+            "models": list(specs),
+            "settings": settings,
+            "corpus": str(corpus) if corpus else None,
+        },
+    )
+    started = datetime.now(timezone.utc)
+    results, complete = run_all(
+        profile, specs, settings, out, corpus, args.max_models, not args.no_progress
+    )
+    rows = score_samples(results)
+    header = (
+        f"## compare_orders: profile `{profile.name}`\n\n"
+        f"Command: `python benchmarks/compare_orders.py {' '.join(argv or sys.argv[1:])}`  \n"
+        f"Machine: {machine()}  \nDate: {started:%Y-%m-%d %H:%M} UTC  \n"
+        f"Data: {corpus or profile.dataset}, L = {profile.length}, batch {profile.batch_size}, "
+        f"backbone {profile.backbone}, seeds {list(profile.seeds)}, steps {profile.steps}  \n"
+        + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")
+    )
+    report = write_report(out, rows, specs, settings, header)
+    print(report.read_text())
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

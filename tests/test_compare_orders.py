@@ -1,0 +1,137 @@
+"""benchmarks/compare_orders.py and synthetic_order_task.py: a tiny end-to-end run with resume,
+the missing-corpus message, job planning, measured passes and the synthetic task's checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import compare_orders as co  # noqa: E402
+import synthetic_order_task as syn  # noqa: E402
+from compare_orders_models import (  # noqa: E402
+    PROFILES,
+    Profile,
+    experiment_config,
+    matched_steps,
+    model_specs,
+    passes_per_step,
+)
+
+TEXT = (
+    "It is a truth universally acknowledged, that a single man in possession of a good "
+    "fortune, must be in want of a wife. However little known the feelings or views of such "
+    "a man may be on his first entering a neighbourhood, this truth is so well fixed.\n"
+)
+
+TINY = Profile(
+    "test",
+    {"preset": "tiny", "d_model": 16, "n_layers": 1, "n_heads": 2},
+    length=16,
+    batch_size=4,
+    steps=2,
+    seeds=(0,),
+    eval_sequences=4,
+    num_times=1,
+    bound_steps=16,
+    num_samples=2,
+    sample_steps=4,
+    device="cpu",
+)
+
+
+def test_missing_corpus_names_the_path_and_the_flag(tmp_path, capsys):
+    missing = tmp_path / "nowhere.txt.xz"
+    code = co.main(["--corpus", str(missing), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(missing) in err and "--corpus PATH" in err
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_missing_default_corpus_names_the_default_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(co, "REPO", tmp_path / "repo")
+    assert co.main(["--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "../shared/data/austen.txt.xz" in err and "--corpus" in err
+
+
+def test_plan_gives_matched_compute_as_extra_steps():
+    specs = model_specs()
+    passes = {"ar": 1.0, "mdm": 1.0, "block16": 2.0, "block4": 2.0, "genmd4": 2.0, "lomdm": 3.0}
+    jobs = co.plan(specs, ["steps", "matched"], [0], 10, passes)
+    steps = {(s, m): n for s, m, _, n in jobs}
+    assert steps[("steps", "lomdm")] == 10 and steps[("steps", "ar")] == 10
+    assert steps[("matched", "ar")] == 30 and steps[("matched", "block4")] == 15
+    assert ("matched", "lomdm") not in steps  # the reference model is its "steps" run
+    assert [m for s, m, _, _ in jobs if s == "steps"][0] == "ar"  # the judge trains first
+    assert matched_steps(10, 3.0, 3.0) == 10
+
+
+def test_passes_per_step_are_measured():
+    specs = model_specs()
+    measured = {k: passes_per_step(specs[k]) for k in ("ar", "mdm", "block4", "lomdm")}
+    assert measured == {"ar": 1.0, "mdm": 1.0, "block4": 2.0, "lomdm": 3.0}
+
+
+def test_gpu_profile_is_a_valid_experiment(tmp_path):
+    for name in ("gpu-owt", "gpu-lm1b"):
+        cfg = experiment_config(
+            PROFILES[name], model_specs()["lomdm"], 10, 0, tmp_path, None, tmp_path, False
+        )
+        assert cfg.model.backbone.options["preset"] == "base"
+        assert cfg.data.dataset.name == "hf" and cfg.training.device == "cuda"
+
+
+def test_tiny_run_resumes_after_one_model(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 6)
+    specs = {k: v for k, v in model_specs().items() if k in ("ar", "mdm")}
+    out = tmp_path / "out"
+    messages: list[str] = []
+
+    first, complete = co.run_all(
+        TINY, specs, ["steps"], out, corpus, max_models=1, progress=False, log=messages.append
+    )
+    assert not complete and [r.model for r in first] == ["ar"]
+    done = co.result_path(out, "steps", "ar", 0)
+    stamp = done.stat().st_mtime_ns
+    assert not co.result_path(out, "steps", "mdm", 0).exists()
+
+    messages.clear()
+    results, complete = co.run_all(
+        TINY, specs, ["steps"], out, corpus, progress=False, log=messages.append
+    )
+    assert complete and [r.model for r in results] == ["ar", "mdm"]
+    assert done.stat().st_mtime_ns == stamp  # the finished model was not retrained
+    assert any("finished before: steps/ar/seed0" in m for m in messages)
+    assert sum("training" in m for m in messages) == 1
+
+    ar = results[0]
+    assert ar.bound_bpt == pytest.approx(ar.test_bpt, rel=1e-5)  # AR: L_T = L exactly, T = L
+    assert ar.passes_per_step == 1.0 and ar.steps == 2 and ar.curve
+    assert len(ar.sample_tokens) == 2 and len(ar.sample_tokens[0]) == 16
+
+    rows = co.score_samples(results)
+    assert all(r["gen_ppl"] > 1 for r in rows)
+    report = co.write_report(out, rows, specs, ["steps"], "## test")
+    text = report.read_text()
+    assert "| ar | 1 |" in text and "| mdm | 1 |" in text
+    assert (out / "learning_curves.png").is_file() and (out / "generation_order.png").is_file()
+
+
+def test_synthetic_sequences_are_valid_and_checks_detect_errors():
+    rows = syn.make_sequences(5)
+    assert rows.shape == (5, 2 * syn.DIGITS)
+    texts = ["".join(map(str, r)) for r in rows]
+    assert all(syn.is_valid(t) for t in texts)
+    broken = texts[0][:-1] + str((int(texts[0][-1]) + 1) % 10)
+    assert not syn.is_valid(broken) and not syn.is_valid(texts[0][:-1])
+    n = syn.DIGITS
+    second_first = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])[None]  # [1, 2n]
+    assert syn.second_half_first(second_first) == 1.0
+    assert syn.second_half_first(torch.arange(2 * n)[None]) == 0.0
