@@ -167,9 +167,9 @@ def fit(
     data = build_data(cfg, registry, tokenizer_rec)
     torch.manual_seed(tc.seed)
     model = OeMDM.from_config(cfg.model_config_for(data.vocab_size), registry=registry).to(device)
-    if tc.compile:
-        model.backbone.compile()
     ema = copy.deepcopy(model).requires_grad_(False) if tc.ema > 0 else None
+    if tc.compile:
+        model.backbone.compile()  # in place: parameter names (checkpoints) are unchanged
     optimizer, scheduler = make_optimizer(model, tc, device)
     step = 0
     if state is not None:
