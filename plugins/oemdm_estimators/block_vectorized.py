@@ -32,7 +32,7 @@ import inspect
 import torch
 from torch import Tensor
 
-from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms
+from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
 from oemdm_core import nelbo as N
 from oemdm_core.estimator import discrete_times
 from oemdm_estimators.teacher_forcing import check_steps
@@ -141,9 +141,11 @@ class BlockVectorized(Estimator):
             tau = model.check_times(t, batch)[:, None].expand(batch, num_blocks)
         tau = tau.to(torch.float64)
         width = 1.0 / num_blocks
-        lo = (
-            num_blocks - 1 - torch.arange(num_blocks, device=x.device, dtype=torch.float64)
-        ) * width
+        lo, hi = (edge[::block_size].to(x.device) for edge in block_windows(length, block_size))
+
+        def to_global(local: Tensor) -> Tensor:  # local time in each block's window → t [B, nb]
+            return torch.lerp(lo.expand_as(local), hi.expand_as(local), local)  # exact at 0, 1
+
         forward = model.order.forward_schedule(x, model.schedule)
 
         def per_position(fn, *times: Tensor) -> Tensor:  # times [B, nb] (global) → [B, L]
@@ -151,14 +153,14 @@ class BlockVectorized(Estimator):
             return at_block_times(fn(*flat_times), batch, num_blocks, block_size)
 
         if steps is None:
-            t_global = lo + tau * width  # [B, nb]
+            t_global = to_global(tau)  # [B, nb]
             alpha = per_position(forward.alpha, t_global)
             weight = width * per_position(forward.velocity, t_global)  # w · v^i(t_b)
         else:
             per_window = steps // num_blocks
             s_local, t_local = discrete_times(tau.reshape(-1), per_window)
-            s_global = lo + s_local.view(batch, num_blocks) * width
-            t_global = lo + t_local.view(batch, num_blocks) * width
+            s_global = to_global(s_local.view(batch, num_blocks))
+            t_global = to_global(t_local.view(batch, num_blocks))
             alpha = per_position(forward.alpha, t_global)
             weight = per_window * per_position(forward.unmask_probability, s_global, t_global)
 
