@@ -40,6 +40,7 @@ from compare_orders_models import (  # noqa: E402
     JobResult,
     ModelSpec,
     Profile,
+    backfill,
     load_trained,
     matched_steps,
     model_specs,
@@ -154,7 +155,12 @@ def run_all(
             path = result_path(out, setting, key, seed)
             bar.set_postfix_str(f"{setting}/{key}/seed{seed}")
             if path.is_file():
-                results.append(JobResult.load(path))
+                result = JobResult.load(path)
+                if result.test_bpt_mc is None:
+                    log(f"adding Monte Carlo metrics to {setting}/{key}/seed{seed}")
+                    result = backfill(result, profile, specs[key], out, corpus)
+                    result.save(path)
+                results.append(result)
                 log(f"finished before: {setting}/{key}/seed{seed} (skipped)")
             elif max_models is not None and trained >= max_models:
                 complete = False
@@ -200,7 +206,7 @@ def score_samples(results: Sequence[JobResult]) -> list[dict]:
         judge = judge_models.get(r.seed)
         row["gen_ppl"] = generative_perplexity(judge, tokens) if judge is not None else None
         row["sample_unigram_bits"] = unigram_entropy(tokens)
-        row["perplexity"] = 2.0**r.test_bpt
+        row["perplexity"] = 2.0 ** (r.test_bpt_mc if r.test_bpt_mc is not None else r.test_bpt)
         row["wall_min"] = r.wall_s / 60
         row["mega_passes"] = r.backbone_passes / 1e3
         rows.append(row)
@@ -211,9 +217,11 @@ COLUMNS = [
     Column("steps", "steps", 0),
     Column("passes/step", "passes_per_step", 0),
     Column("compute (10³ seq-passes)", "mega_passes", 1),
-    Column("test bits/char", "test_bpt"),
-    Column("L_T bits/char (T=256)", "bound_bpt"),
-    Column("perplexity/char", "perplexity", 2),
+    Column("test bits/char (MC)", "test_bpt_mc"),
+    Column("MC eval SE", "test_bpt_mc_stderr"),
+    Column("test bits/char (det. grid)", "test_bpt"),
+    Column("L_T bits/char (T=256, MC)", "bound_bpt_mc"),
+    Column("perplexity/char (MC)", "perplexity", 2),
     Column("gen. PPL (AR judge)", "gen_ppl", 2),
     Column("sample unigram H (bits)", "sample_unigram_bits", 2),
     Column("wall (min)", "wall_min", 1),
@@ -313,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda …")
     p.add_argument("--tokenizer", help="tokenizer.json for the GPU profiles (hf tokenizer)")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -352,6 +361,8 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     profile, specs, settings = configure(args)
     corpus = None
     if profile.dataset is None:

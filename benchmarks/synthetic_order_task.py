@@ -99,8 +99,10 @@ PROFILE = Profile(
 COLUMNS = [
     Column("steps", "steps", 0),
     Column("passes/step", "passes_per_step", 0),
-    Column("test bits/char", "test_bpt"),
-    Column(f"L_T bits/char (T={2 * DIGITS})", "bound_bpt"),
+    Column("test bits/char (MC)", "test_bpt_mc"),
+    Column("MC eval SE", "test_bpt_mc_stderr"),
+    Column("det. grid", "test_bpt"),
+    Column(f"L_T bits/char (T={2 * DIGITS}, MC)", "bound_bpt_mc"),
     Column("valid samples", "valid_fraction", 2),
     Column("2nd half generated first", "second_half_first", 2),
     Column("w(2nd) − w(1st)", "w_gap", 3),
@@ -150,8 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", help="comma-separated subset of ar,mdm,block16,block4,genmd4,lomdm")
     p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     profile = PROFILE
     if args.quick:
         profile = Profile(

@@ -3,6 +3,7 @@ the missing-corpus message, job planning, measured passes and the synthetic task
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def test_tiny_run_resumes_after_one_model(tmp_path):
 
     ar = results[0]
     assert ar.bound_bpt == pytest.approx(ar.test_bpt, rel=1e-5)  # AR: L_T = L exactly, T = L
+    assert ar.test_bpt_mc == pytest.approx(ar.test_bpt, rel=1e-5)  # teacher forcing: exact
+    assert ar.bound_bpt_mc == pytest.approx(ar.test_bpt, rel=1e-5)
+    assert results[1].test_bpt_mc_stderr > 0
+
+    # A result written before the Monte Carlo metrics existed is completed on the next run.
+    path = co.result_path(out, "steps", "mdm", 0)
+    data = json.loads(path.read_text())
+    for key in ("test_bpt_mc", "test_bpt_mc_stderr", "bound_bpt_mc", "bound_bpt_mc_stderr"):
+        del data[key]
+    path.write_text(json.dumps(data))
+    again, _ = co.run_all(TINY, specs, ["steps"], out, corpus, progress=False, log=messages.append)
+    assert again[1].test_bpt_mc == pytest.approx(results[1].test_bpt_mc, rel=1e-6)
+    assert json.loads(path.read_text())["test_bpt_mc"] is not None
     assert ar.passes_per_step == 1.0 and ar.steps == 2 and ar.curve
     assert len(ar.sample_tokens) == 2 and len(ar.sample_tokens[0]) == 16
 
