@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_orders_models import (  # noqa: E402
+    MC_METHOD,
     PROFILES,
     JobResult,
     ModelSpec,
@@ -156,7 +157,7 @@ def run_all(
             bar.set_postfix_str(f"{setting}/{key}/seed{seed}")
             if path.is_file():
                 result = JobResult.load(path)
-                if result.test_bpt_mc is None:
+                if result.mc_method != MC_METHOD:
                     log(f"adding Monte Carlo metrics to {setting}/{key}/seed{seed}")
                     result = backfill(result, profile, specs[key], out, corpus)
                     result.save(path)
