@@ -199,3 +199,33 @@ def test_importance_sampled_bound_is_unbiased_where_the_midpoint_grid_is_not():
     grid = evaluate(model, batch, "deterministic", num_times=8)
     # the midpoint grid misses the t → 0 singularity: biased low
     assert grid.bits_per_token < exact - 4 * grid.stderr_bits
+
+
+def test_a_model_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import compare_orders_models as models
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 6)
+    specs = {"mdm": model_specs()["mdm"]}
+    out = tmp_path / "out"
+    profile = Profile(**{**vars(TINY), "steps": 4})  # checkpoints every step
+    real_fit = models.fit
+
+    def interrupt_at_step_2(step, model):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    def failing_fit(cfg, registry, resume=None):
+        return real_fit(cfg, registry, resume=resume, on_step=interrupt_at_step_2)
+
+    monkeypatch.setattr(models, "fit", failing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        co.run_all(profile, specs, ["steps"], out, corpus, progress=False, log=lambda m: None)
+    assert not co.result_path(out, "steps", "mdm", 0).exists()
+
+    monkeypatch.setattr(models, "fit", real_fit)
+    results, complete = co.run_all(
+        profile, specs, ["steps"], out, corpus, progress=False, log=lambda m: None
+    )
+    assert complete and results[0].resumed and results[0].steps == 4
+    assert [s for s, _ in results[0].curve][-1] == 4
