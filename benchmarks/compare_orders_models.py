@@ -27,7 +27,7 @@ from oemdm_core.loader import eval_batches
 from oemdm_core.trainer import build_data, fit
 from oemdm_core.training_state import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
 
-MC_METHOD = "uniform t; learned orders: importance-sampled t (mixture with U^20)"
+MC_METHOD = "v2: fixed orders uniform t; learned orders t ~ ½U + ½U^20, weighted (own loop)"
 MODEL_DIR = "model"  # inside the checkpoint directory (see oemdm_core.training_state)
 
 
@@ -398,21 +398,16 @@ def monte_carlo_metrics(model: OeMDM, batches, profile: Profile) -> dict[str, fl
     0.05), and the n-point midpoint rule of ∫ w t^{w−1} dt = 1 gives 0.97 (w = 0.7), 0.89
     (w = 0.5), 0.34 (w = 0.1) at n = 8: biased LOW. Plain uniform-t Monte Carlo is unbiased
     but has infinite variance for w < 1/2, so learned orders use `importance_sampled`.
-    MDM (w = 1), block and AR are unaffected and use `evaluate(..., "monte-carlo")`.
+    MDM (w = 1), block and AR are unaffected and use uniform t (for AR with teacher forcing
+    this gives the exact NLL). The loop is ours rather than `evaluate(mode="monte-carlo")` so
+    that these numbers keep their meaning whatever time proposal the core evaluation uses.
     """
     draws = profile.num_times + profile.num_times % 2
-    if model.order.learned:
-        mean, se = importance_sampled(model, batches, draws)
-        b_mean, b_se = importance_sampled(model, batches, draws, steps=profile.bound_steps)
-    else:
-        ev = evaluate(model, batches, "monte-carlo", draws, seed=0)
-        bound = evaluate(model, batches, "monte-carlo", draws, seed=0, steps=profile.bound_steps)
-        mean, se, b_mean, b_se = (
-            ev.bits_per_token,
-            ev.stderr_bits,
-            bound.bits_per_token,
-            bound.stderr_bits,
-        )
+    learned = bool(model.order.learned)
+    mean, se = importance_sampled(model, batches, draws, proposal=learned)
+    b_mean, b_se = importance_sampled(
+        model, batches, draws, steps=profile.bound_steps, proposal=learned
+    )
     return {
         "test_bpt_mc": mean,
         "test_bpt_mc_stderr": se,
@@ -430,6 +425,7 @@ def importance_sampled(
     seed: int = 0,
     steps: int | None = None,
     power: float = 20.0,
+    proposal: bool = True,
 ) -> tuple[float, float]:
     """Bits per token (mean, standard error across sequences) of the NELBO with the time t
     importance-sampled from the mixture q(t) = ½·U(0, 1) + ½·law(U^power).
@@ -440,6 +436,7 @@ def importance_sampled(
     bounded for w ≥ 1/power = 0.05, so the variance is finite for every LoMDM exponent.
     With `steps` = T: the step k = ⌈tT⌉ has probability q_k under the mixture and the
     estimator's T·(step-k terms) is weighted by (1/T)/q_k (unbiased for L_T).
+    `proposal=False`: stratified uniform t, weight 1 (plain Monte Carlo, for fixed orders).
     batches: `[B, L]` each. Units: bits per token.
     """
     was_training = model.training
@@ -451,13 +448,18 @@ def importance_sampled(
             length = x.shape[1]
             total = torch.zeros(x.shape[0], dtype=torch.float64)
             g = torch.Generator().manual_seed(seed * 1_000_003 + b * 10_007)
-            strata = draws // 2
             for j in range(draws):
-                u = (j // 2 + torch.rand(x.shape[0], generator=g, dtype=torch.float64)) / strata
-                t = (u if j % 2 == 0 else u**power).clamp(1e-30, 1.0)
-                t32 = t.float()
+                r = torch.rand(x.shape[0], generator=g, dtype=torch.float64)
+                if proposal:  # stratum j // 2 of each mixture component
+                    u = (j // 2 + r) / (draws // 2)
+                    t = u if j % 2 == 0 else u**power
+                else:  # stratum j of U(0, 1)
+                    t = (j + r) / draws
+                t32 = t.clamp(1e-30, 1.0).float()
                 t = t32.double()
-                if steps is None:
+                if not proposal:
+                    weight = torch.ones_like(t)
+                elif steps is None:
                     q = 0.5 + 0.5 * t.pow(1 / power - 1) / power
                     weight = 1 / q
                 else:
@@ -482,14 +484,26 @@ def importance_sampled(
 def backfill(
     result: JobResult, profile: Profile, spec: ModelSpec, out: Path, corpus: Path | None
 ) -> JobResult:
-    """Add the Monte Carlo metrics to a result written before they existed."""
+    """Recompute the evaluation of a result written by an older version: the Monte Carlo
+    metrics, and the deterministic ones with the current `oemdm_core.evaluation`."""
     run_dir = Path(result.run_dir)
     cfg = experiment_config(
         profile, spec, result.steps, result.seed, run_dir, corpus, out / "cache", False
     )
     _, batches = test_batches(cfg, run_dir, profile)
-    mc = monte_carlo_metrics(load_trained(run_dir), batches, profile)
-    return replace(result, **mc)
+    model = load_trained(run_dir)
+    mc = monte_carlo_metrics(model, batches, profile)
+    det = evaluate(model, batches, "deterministic", profile.num_times, seed=0)
+    bound = evaluate(
+        model, batches, "deterministic", profile.num_times, seed=0, steps=profile.bound_steps
+    )
+    return replace(
+        result,
+        test_bpt=det.bits_per_token,
+        test_bpt_stderr=det.stderr_bits,
+        bound_bpt=bound.bits_per_token,
+        **mc,
+    )
 
 
 def matched_steps(steps: int, passes: float, reference_passes: float) -> int:
