@@ -35,8 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from compare_orders_eval import MC_METHOD  # noqa: E402
 from compare_orders_models import (  # noqa: E402
-    MC_METHOD,
     PROFILES,
     JobResult,
     ModelSpec,

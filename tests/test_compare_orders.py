@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import compare_orders as co  # noqa: E402
 import synthetic_order_task as syn  # noqa: E402
+from compare_orders_eval import importance_sampled  # noqa: E402
 from compare_orders_models import (  # noqa: E402
     PROFILES,
     Profile,
     experiment_config,
-    importance_sampled,
     load_trained,
     matched_steps,
     model_specs,
@@ -184,8 +184,6 @@ def _spread_lomdm():
 
 
 def test_importance_sampled_bound_is_unbiased_for_exponents_below_one_half():
-    from compare_orders_models import importance_sampled
-
     from oemdm_core.exact import exact_discrete_nelbo, exact_nelbo
 
     model = _spread_lomdm()
