@@ -116,7 +116,9 @@ def test_tiny_run_resumes_after_one_model(tmp_path):
     assert sum("training" in m for m in messages) == 1
 
     ar = results[0]
-    exact = float(load_trained(Path(ar.run_dir)).nelbo(torch.tensor(ar.passage_tokens)[None]).total)
+    with torch.no_grad():
+        passage = torch.tensor(ar.passage_tokens)[None]  # [1, L]
+        exact = float(load_trained(Path(ar.run_dir)).nelbo(passage).total)
     assert ar.test_bpt_mc == pytest.approx(ar.bound_bpt_mc, rel=1e-6)  # AR: L_T = L for T = L
     first = importance_sampled(
         load_trained(Path(ar.run_dir)), [torch.tensor([ar.passage_tokens])], 2, proposal=False
