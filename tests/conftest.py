@@ -7,6 +7,10 @@ import torch
 
 from oemdm_core import OeMDM, Registry
 
+# The test models are tiny: one thread is faster than two fighting over small kernels,
+# and keeps the suite's wall time stable on a shared 2-core CI machine.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def fresh_registry() -> Registry:
