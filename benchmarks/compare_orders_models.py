@@ -106,7 +106,9 @@ PROFILES: dict[str, Profile] = {
         num_samples=4,
         sample_steps=32,
     ),
-    # The CPU benchmark: `small` preset (4 × 256), L = 256; sized for <= 90 min on 2 cores.
+    # The CPU benchmark: `small` preset (4 × 256), L = 256, 150 steps, 2 seeds. Aimed at
+    # <= 90 min on 2 idle cores; measured on a shared 2-core VM with 1 thread: ~0.7 s per
+    # MDM/AR step, ~2 min per AR model with evaluation, ~110 min projected in all.
     "default": Profile("default", {"preset": "small"}, steps=150),
     # GPU, OpenWebText protocol (MDLM / BD3-LM): GPT-2 tokenizer, L = 1024, 12 × 768.
     "gpu-owt": Profile(
