@@ -14,7 +14,10 @@ defaults) and of finite variance for w > 1/(2k). For fixed orders, half of the p
 cover [0, 1] uniformly.
 
 Deterministic mode: the midpoint grid u_j = (j + ½)/n mapped through Q⁻¹, one fixed seed
-per (batch, grid point): the same checkpoint always reports the same number.
+per (batch, grid point): the same checkpoint always reports the same number. It is a
+quadrature rule, so use n ≥ 16: relative error of ∫ w·t^{w−1} dt for w ∈ [0.05, 2] is ≤ 6 %
+at n = 4, ≤ 1 % at n = 8, ≤ 0.12 % at n = 16; for the piecewise-constant integrand of
+the AR order (L = 4) 11 %, 4 %, 0.2 % (tests/test_evaluation.py checks n = 16).
 Monte Carlo mode: stratified u, independent draws, reported with a standard error.
 With `steps` = T the same weights estimate the discrete-time bound L_T (the estimator's
 value is the piecewise-constant T·(step-k terms), k = ⌈tT⌉, whose integral over t is L_T).

@@ -101,10 +101,13 @@ class EvaluationConfig(Section):
         default="validation", description="Split to evaluate."
     )
     mode: Literal["deterministic", "monte-carlo"] = Field(
-        default="deterministic", description="Fixed midpoint t-grid and seeds, or Monte Carlo."
+        default="deterministic",
+        description="Fixed importance-weighted t-grid and seeds, or Monte Carlo.",
     )
     num_times: int = Field(
-        default=8, gt=0, description="Times per sequence (grid points or draws)."
+        default=16,
+        gt=0,
+        description="Times per sequence (grid points or draws); use >= 16 in deterministic mode.",
     )
     max_sequences: int | None = Field(
         default=64, gt=0, description="Evaluate the first N sequences (None = all)."
