@@ -55,7 +55,7 @@ class ModelSection(Section):
 
 
 class TrainingConfig(Section):
-    steps: int = Field(default=500, gt=0, description="Optimizer steps (sets the lr schedule).")
+    steps: int = Field(default=1500, gt=0, description="Optimizer steps (sets the lr schedule).")
     stop_after: int | None = Field(
         default=None,
         gt=0,
@@ -67,7 +67,7 @@ class TrainingConfig(Section):
     min_lr_ratio: float = Field(
         default=0.1, ge=0, le=1, description="Final lr of the cosine decay as a fraction of lr."
     )
-    warmup_steps: int = Field(default=50, ge=0, description="Linear warmup steps.")
+    warmup_steps: int = Field(default=100, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
     betas: tuple[float, float] = Field(default=(0.9, 0.98), description="AdamW betas.")
     grad_clip: float = Field(default=1.0, ge=0, description="Max global grad norm (0 = off).")
@@ -82,10 +82,10 @@ class TrainingConfig(Section):
         default=10, gt=0, description="Steps between logged scalars (host syncs)."
     )
     eval_every: int = Field(
-        default=250, ge=0, description="Steps between evaluations (0 = end only)."
+        default=500, ge=0, description="Steps between evaluations (0 = end only)."
     )
     checkpoint_every: int = Field(
-        default=250, ge=0, description="Steps between checkpoints (0 = end only)."
+        default=500, ge=0, description="Steps between checkpoints (0 = end only)."
     )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")

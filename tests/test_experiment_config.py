@@ -129,7 +129,7 @@ def test_config_differences_ignore_resumable_keys():
 
 def test_describe_and_config_show(capsys):
     text = describe()
-    assert "steps: 500  # Optimizer steps" in text
+    assert "steps: 1500  # Optimizer steps" in text
     assert main(["config", "show", "--set", "training.steps=9"]) == 0
     assert "steps: 9  # Optimizer steps" in capsys.readouterr().out
     assert main(["config", "show", "--set", "training.stepz=9"]) == 2
