@@ -101,7 +101,9 @@ class OeMDM(nn.Module):
             )
         high = self.vocab_size + (1 if allow_mask else 0)
         if tokens.device.type != "cpu":  # no host sync on accelerators: check asynchronously
-            torch._assert_async(((tokens >= 0) & (tokens < high)).all(), f"token ids outside [0, {high})")
+            torch._assert_async(
+                ((tokens >= 0) & (tokens < high)).all(), f"token ids outside [0, {high})"
+            )
         elif tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= high):
             what = (
                 f"[0, {self.vocab_size}] (id {self.vocab_size} is the mask)"
@@ -159,14 +161,9 @@ class OeMDM(nn.Module):
 
         `out` is the denoiser output at (z_t, t); computed if needed and not given.
         """
-        hidden = None
-        if self.order.needs_features or self.order.needs_logits:
-            if out is None:
-                out = self.denoise(z_t, t)
-            hidden = out.hidden if self.order.needs_features else None
-        if self.order.needs_logits:
-            return self.order.reverse_schedule(z_t, t, self.schedule, hidden, logits=out.logits)
-        return self.order.reverse_schedule(z_t, t, self.schedule, hidden)
+        if out is None and (self.order.needs_features or self.order.needs_logits):
+            out = self.denoise(z_t, t)
+        return self.order.reverse_schedule(z_t, t, self.schedule, out)
 
     def nelbo(
         self,

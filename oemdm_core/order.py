@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from oemdm_core.backbone import DenoiserOutput
 from oemdm_core.component import Component
 from oemdm_core.position_schedule import PositionSchedule
 from oemdm_core.schedule import BaseSchedule
@@ -21,9 +22,10 @@ class Order(Component, nn.Module, ABC):
     - `learned`: the forward schedule depends on parameters, so the estimator adds the
       score-function term for them (see `oemdm_core.nelbo`).
     - `needs_features`: `forward_schedule` reads backbone hidden states of the clean `x`
-      (`features: [B, L, D]`) and `reverse_schedule` those of `z_t` (`hidden: [B, L, D]`).
-    - `needs_logits`: `reverse_schedule` also reads the denoiser logits at `z_t`, passed
-      as the keyword `logits: [B, L, V]` (from the same denoiser call; no extra pass).
+      (`features: [B, L, D]`) and `reverse_schedule` those of `z_t` (`out.hidden`).
+    - `needs_logits`: `reverse_schedule` reads the denoiser logits at `z_t` (`out.logits`).
+    With either flag set, the model passes the denoiser output at (z_t, t) to
+    `reverse_schedule` as `out` (from the same denoiser call: no extra pass).
 
     Fixed orders (mdm, block, ar) do not depend on the data: their reverse schedule equals
     the forward one, so the velocity-matching term is exactly 0.
@@ -66,9 +68,11 @@ class Order(Component, nn.Module, ABC):
         """Forward schedule α_F^i(x, ·) for clean tokens `x: [B, L]`."""
 
     def reverse_schedule(
-        self, z_t: Tensor, t: Tensor, base: BaseSchedule, hidden: Tensor | None = None
+        self, z_t: Tensor, t: Tensor, base: BaseSchedule, out: DenoiserOutput | None = None
     ) -> PositionSchedule:
-        """Reverse schedule α_R^i(z_t, ·) at state `z_t: [B, L]`, time `t: [B]`.
+        """Reverse schedule α_R^i(z_t, ·) at state `z_t: [B, L]`, time `t: [B]`; `out` is the
+        denoiser output at (z_t, t) (`logits [B, L, V]`, `hidden [B, L, D]`) when the order
+        declares `needs_features` or `needs_logits`.
 
         Default, right for fixed orders: the forward schedule (it ignores the data)."""
         return self.forward_schedule(z_t, base, None)

@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_model
 from test_lomdm_gradients import check_unbiased
 
-from oemdm_core import ConfigError, registry
+from oemdm_core import ConfigError, DenoiserOutput, registry
 
 
 def randomise_exponents(model, seed: int = 0) -> None:
@@ -63,7 +63,8 @@ def test_reverse_exponent_is_the_posterior_mean_under_the_tilted_denoiser():
     post = torch.softmax(torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(2)), -1)
     tilted = w * post / (w * post).sum(-1, keepdim=True)
     z = torch.tensor([[3, 4, 4], [4, 0, 4]])  # id 4 is the mask
-    rs = model.order.reverse_schedule(z, torch.full((2,), 0.5), None, logits=tilted.log())
+    out = DenoiserOutput(logits=tilted.log())
+    rs = model.order.reverse_schedule(z, torch.full((2,), 0.5), None, out)
     expected = torch.where(z < 4, w[z.clamp(max=3)], (post * w).sum(-1))
     torch.testing.assert_close(rs.w.detach(), expected)
     with pytest.raises(ValueError, match="logits"):

@@ -74,17 +74,17 @@ class GenMD4(Order):
         """α_F^i(x, t) = 1 − t^{w[x^i]} for clean `x: [B, L]`."""
         return PowerSchedule(self.weights()[x])
 
-    def reverse_schedule(self, z_t, t, base, hidden=None, logits: Tensor | None = None):
+    def reverse_schedule(self, z_t, t, base, out=None):
         """α_R^i(z_t, s) = 1 − s^{ŵ^i}, ŵ^i = 1 / Σ_v p_θ(v|z_t)_i / w[v] at masked positions.
 
-        logits: `[B, L, V]` denoiser output at z_t (OeMDM passes it)."""
-        if logits is None:
+        out: the denoiser output at z_t (OeMDM passes it); reads `out.logits [B, L, V]`."""
+        if out is None:
             raise ValueError(
                 "genmd4's reverse scheduler reads the denoiser logits at z_t ([B, L, V]); "
                 "call it through OeMDM.reverse_schedule, which supplies them"
             )
         w = self.weights()  # [V]
-        probs = torch.softmax(logits.float(), dim=-1)  # [B, L, V]
+        probs = torch.softmax(out.logits.float(), dim=-1)  # [B, L, V]
         w_hat = 1.0 / (probs @ (1.0 / w))  # [B, L]
         vocab = w.shape[0]
         clean = z_t < vocab

@@ -177,7 +177,7 @@ class LoMDM(Order):
         f = self._features(x, features, "the clean x")
         return PowerSchedule(self.exponents(self.forward_head, f))
 
-    def reverse_schedule(self, z_t, t, base, hidden=None) -> PowerSchedule:
-        """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `hidden`: backbone hidden states at z_t."""
-        f = self._features(z_t, hidden, "z_t")
+    def reverse_schedule(self, z_t, t, base, out=None) -> PowerSchedule:
+        """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `out.hidden`: backbone hidden states at z_t."""
+        f = self._features(z_t, out.hidden if out is not None else None, "z_t")
         return PowerSchedule(self.exponents(self.reverse_head, f))
