@@ -86,10 +86,6 @@ def test_fit_writes_checkpoint_metrics_tensorboard_and_samples(tmp_path):
 def test_learned_order_logs_a_weight_histogram(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from oemdm_core import registry
-
-    if "lomdm" not in registry.available("order"):
-        pytest.skip("lomdm order not registered")
     fit(load_config(overrides=tiny(tmp_path, "model.order=lomdm", "training.steps=2")))
     histograms = set()
     for events in (tmp_path / "run" / "tb").rglob("events.out.tfevents.*"):
