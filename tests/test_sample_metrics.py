@@ -12,15 +12,6 @@ from conftest import tiny_model
 from oemdm_core.sample_metrics import generative_perplexity, repetition_rate, unigram_entropy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine run far faster on one thread than on several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_unigram_entropy_by_hand():
     tokens = torch.tensor([[0, 0, 0, 0], [0, 1, 2, 3], [0, 0, 1, 1], [5, 5, 5, 7]])
     expected = torch.tensor([0.0, 2.0, 1.0, -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))])

@@ -17,15 +17,6 @@ from oemdm_core import ConfigError, DenoiserOutput, PositionSchedule, registry
 BLOCK2 = {"name": "block", "block_size": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine run far faster on one thread than on several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

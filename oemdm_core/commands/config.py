@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from oemdm_core.commands.train import add_config_arguments
+
 NAME = "config"
 HELP = "Show the experiment config (defaults, or a file with --set overrides), with descriptions."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["show"], help="show: print the resolved config.")
-    parser.add_argument("-c", "--config", help="YAML or JSON experiment config.")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Dotted override, e.g. --set training.steps=100.",
-    )
+    add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="Print plain JSON (no descriptions).")
 
 

@@ -10,7 +10,8 @@ NAME = "train"
 HELP = "Train a model (no arguments: LoMDM on the pydoc corpus, ~5 min on a CPU)."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-c FILE` and repeatable `--set key=value`, shared by `train` and `config show`."""
     parser.add_argument("-c", "--config", help="YAML or JSON experiment config.")
     parser.add_argument(
         "--set",
@@ -20,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="Dotted override, e.g. --set training.steps=100 (repeatable; see `oemdm config show`).",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
     parser.add_argument("--resume", metavar="DIR", help="Continue the run in DIR exactly.")
 
 
