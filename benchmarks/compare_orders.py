@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
@@ -133,6 +134,41 @@ def check_manifest(out: Path, manifest: dict) -> None:
         path.write_text(json.dumps(manifest, indent=1))
 
 
+def job_cost(job: tuple[str, str, int, int], passes: dict[str, float]) -> float:
+    """Relative training cost of a planned job: steps × backbone passes per step."""
+    _, key, _, steps = job
+    return steps * passes[key]
+
+
+def train_job(
+    profile: Profile,
+    spec: ModelSpec,
+    job: tuple[str, str, int, int],
+    out: Path,
+    corpus: Path | None,
+    passes: float,
+    progress: bool,
+    threads: int | None = None,
+) -> JobResult:
+    """Train, evaluate and sample one planned job and save its result file (also the unit of
+    work of a worker process, which sets its own thread count)."""
+    if threads:
+        torch.set_num_threads(threads)
+    setting, _, seed, steps = job
+    result = run_job(profile, spec, setting, steps, seed, out, corpus, passes, progress)
+    result.save(result_path(out, setting, spec.key, seed))
+    return result
+
+
+def default_workers(device: str) -> int:
+    """Worker processes for `--workers auto`: one per usable CPU core (at most 4) on the CPU,
+    one on a GPU. Small models use one core far better than two threads share it."""
+    if device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 def run_all(
     profile: Profile,
     specs: dict[str, ModelSpec],
@@ -142,48 +178,101 @@ def run_all(
     max_models: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int = 1,
 ) -> tuple[list[JobResult], bool]:
-    """Train every job not finished yet; returns (finished results, whether all are done)."""
+    """Train every job not finished yet; returns (finished results, whether all are done).
+
+    With `workers` > 1 the pending jobs run in that many spawned processes with one torch
+    thread each, longest first (every job is seeded, so the results do not depend on the
+    number of workers); per-model progress bars are then off.
+    """
     passes = {key: passes_per_step(spec) for key, spec in specs.items()}
     jobs = plan(specs, settings, profile.seeds, profile.steps, passes)
     (out / "results").mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc="models", disable=not progress, position=0)
-    results, trained, complete = [], 0, True
+    done: dict[tuple[str, str, int, int], JobResult] = {}
+    pending = []
+    for job in jobs:
+        setting, key, seed, _ = job
+        path = result_path(out, setting, key, seed)
+        if not path.is_file():
+            pending.append(job)
+            continue
+        result = JobResult.load(path)
+        if result.mc_method != MC_METHOD:
+            log(f"adding Monte Carlo metrics to {setting}/{key}/seed{seed}")
+            result = backfill(result, profile, specs[key], out, corpus)
+            result.save(path)
+        done[job] = result
+        log(f"finished before: {setting}/{key}/seed{seed} (skipped)")
+    complete = max_models is None or len(pending) <= max_models
+    if not complete:
+        pending = pending[:max_models]
+
+    bar = tqdm(total=len(jobs), initial=len(done), desc="models", disable=not progress)
     try:
-        for setting, key, seed, steps in jobs:
-            path = result_path(out, setting, key, seed)
-            bar.set_postfix_str(f"{setting}/{key}/seed{seed}")
-            if path.is_file():
-                result = JobResult.load(path)
-                if result.mc_method != MC_METHOD:
-                    log(f"adding Monte Carlo metrics to {setting}/{key}/seed{seed}")
-                    result = backfill(result, profile, specs[key], out, corpus)
-                    result.save(path)
-                results.append(result)
-                log(f"finished before: {setting}/{key}/seed{seed} (skipped)")
-            elif max_models is not None and trained >= max_models:
-                complete = False
-                break
-            else:
+        if workers <= 1:
+            for job in pending:
+                setting, key, seed, steps = job
+                bar.set_postfix_str(f"{setting}/{key}/seed{seed}")
                 log(f"training {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
-                result = run_job(
-                    profile, specs[key], setting, steps, seed, out, corpus, passes[key], progress
-                )
-                result.save(path)
-                results.append(result)
-                trained += 1
-            bar.update(1)
+                done[job] = train_job(profile, specs[key], job, out, corpus, passes[key], progress)
+                bar.update(1)
+        else:
+            run_parallel(profile, specs, pending, out, corpus, passes, workers, done, bar, log)
     except KeyboardInterrupt:
         log("\ninterrupted: rerun the same command to resume (finished models are kept)")
         raise
     finally:
         bar.close()
+    results = [done[job] for job in jobs if job in done]
     if complete and "matched" in settings and "steps" in settings and REFERENCE in specs:
         for r in [r for r in results if r.setting == "steps" and r.model == REFERENCE]:
             results.append(JobResult(**{**asdict(r), "setting": "matched"}))
     return results, complete
+
+
+def run_parallel(
+    profile: Profile,
+    specs: dict[str, ModelSpec],
+    pending: list[tuple[str, str, int, int]],
+    out: Path,
+    corpus: Path | None,
+    passes: dict[str, float],
+    workers: int,
+    done: dict,
+    bar,
+    log: Callable[[str], None],
+) -> None:
+    """Run `pending` in `workers` spawned processes, longest job first, into `done`."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    order = sorted(pending, key=lambda job: -job_cost(job, passes))
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        running = {}
+        try:
+            for job in order:
+                setting, key, seed, steps = job
+                log(f"training {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
+                future = pool.submit(
+                    train_job, profile, specs[key], job, out, corpus, passes[key], False, 1
+                )
+                running[future] = job
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = running.pop(future)
+                    done[job] = future.result()
+                    setting, key, seed, _ = job
+                    minutes = done[job].wall_s / 60
+                    log(f"finished {setting}/{key}/seed{seed} ({minutes:.1f} min training)")
+                    bar.update(1)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 # -- reporting -----------------------------------------------------------------------------
@@ -300,9 +389,12 @@ def write_report(
     return out / "results.md"
 
 
-def machine() -> str:
-    threads = torch.get_num_threads()
-    return f"{platform.node()} {platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+def machine(workers: int) -> str:
+    threads = 1 if workers > 1 else torch.get_num_threads()
+    return (
+        f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {workers} worker "
+        f"process(es) × {threads} torch thread(s), torch {torch.__version__}"
+    )
 
 
 # -- command line --------------------------------------------------------------------------
@@ -322,7 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda …")
     p.add_argument("--tokenizer", help="tokenizer.json for the GPU profiles (hf tokenizer)")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="models trained at once, in separate processes with one thread each "
+        "(default auto: one per CPU core up to 4 on the CPU, 1 on a GPU)",
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -360,6 +458,15 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
     return profile, specs, settings
 
 
+def parse_workers(value: str, device: str) -> int:
+    """`--workers`: "auto" or a positive integer."""
+    if value == "auto":
+        return default_workers(device)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"--workers: got {value!r}; valid: auto or a positive integer")
+    return int(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -383,14 +490,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     started = datetime.now(timezone.utc)
+    workers = parse_workers(args.workers, profile.device)
     results, complete = run_all(
-        profile, specs, settings, out, corpus, args.max_models, not args.no_progress
+        profile,
+        specs,
+        settings,
+        out,
+        corpus,
+        args.max_models,
+        not args.no_progress,
+        workers=workers,
     )
     rows = score_samples(results)
     header = (
         f"## compare_orders: profile `{profile.name}`\n\n"
         f"Command: `python benchmarks/compare_orders.py {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine()}  \nDate: {started:%Y-%m-%d %H:%M} UTC  \n"
+        f"Machine: {machine(workers)}  \nDate: {started:%Y-%m-%d %H:%M} UTC  \n"
         f"Data: {corpus or profile.dataset}, L = {profile.length}, batch {profile.batch_size}, "
         f"backbone {profile.backbone}, seeds {list(profile.seeds)}, steps {profile.steps}  \n"
         + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")

@@ -230,3 +230,39 @@ def test_a_model_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, 
     )
     assert complete and results[0].resumed and results[0].steps == 4
     assert [s for s, _ in results[0].curve][-1] == 4
+
+
+def test_worker_processes_give_the_serial_results(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 6)
+    specs = {k: v for k, v in model_specs().items() if k in ("ar", "mdm")}
+    runs = {}
+    for workers in (1, 2):
+        messages: list[str] = []
+        runs[workers], complete = co.run_all(
+            TINY,
+            specs,
+            ["steps"],
+            tmp_path / f"out{workers}",
+            corpus,
+            progress=False,
+            log=messages.append,
+            workers=workers,
+        )
+        assert complete
+    serial, parallel = runs[1], runs[2]
+    assert [r.model for r in parallel] == ["ar", "mdm"]  # plan order, whatever finished first
+    for a, b in zip(serial, parallel):
+        assert b.test_bpt == a.test_bpt and b.test_bpt_mc == a.test_bpt_mc
+        assert b.sample_tokens == a.sample_tokens
+    assert co.result_path(tmp_path / "out2", "steps", "mdm", 0).is_file()
+    assert sum(m.startswith("finished steps/") for m in messages) == 2
+
+
+def test_workers_option_rejects_bad_values():
+    assert co.parse_workers("3", "cpu") == 3
+    assert co.parse_workers("auto", "cuda") == 1
+    assert 1 <= co.parse_workers("auto", "cpu") <= 4
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit, match=f"--workers: got '{bad}'; valid: auto"):
+            co.parse_workers(bad, "cpu")
