@@ -256,7 +256,7 @@ def run_parallel(
         try:
             for job in order:
                 setting, key, seed, steps = job
-                log(f"training {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
+                log(f"queued {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
                 future = pool.submit(
                     train_job, profile, specs[key], job, out, corpus, passes[key], False, 1
                 )

@@ -1,23 +1,24 @@
 """Synthetic task where the generation order matters: does the learned order find the easy way?
 
-Each sequence has L = 2n characters (n = 16): n random digits a_1..a_n, then their running
-sums s_k = (a_1 + … + a_k) mod 10 written in reverse, s_n, s_{n−1}, …, s_1:
+Each sequence has L = 2n characters (n = 16): n random digits a_1..a_n, then their suffix sums
+s_k = (a_k + a_{k+1} + … + a_n) mod 10 in natural order:
 
-    a_1 a_2 … a_n | s_n s_{n−1} … s_1        (no separator; 32 digits)
+    a_1 a_2 … a_n | s_1 s_2 … s_n        (no separator; 32 digits)
 
 The entropy is n·log2(10) bits per sequence = 1.661 bits per character; an exact model of any
-order reaches it. But the orders differ in what each step must compute:
-- left to right (AR), position n+1 needs s_n = (Σ_k a_k) mod 10, a sum of all n digits
-  (a parity-like global function that small transformers learn slowly); every later s is
-  local (s_{k−1} = s_k − a_k);
-- second half first: s is a bijective image of a, so the s digits are uniform, and then
-  a_k = s_k − s_{k−1} is local: every step is easy.
-So a learned order that generates the second half first can reach the entropy with a small
-network, while AR pays up to log2(10) = 3.32 bits per sequence for the sum it cannot compute.
-We train the same models as `compare_orders.py` (ar, mdm, block16 = the two halves, block4,
-genmd4, lomdm) and report bits per character, the fraction of valid samples (s consistent
-with a), and where each model generates first (mean generation rank and the learned w per
-position).
+order reaches it. The orders differ in what each step must compute:
+- left to right (AR), s_1 = (Σ_k a_k) mod 10 is a sum of all n digits (a parity-like global
+  function that small transformers learn slowly or never); every later digit is local:
+  s_k = s_{k−1} − a_{k−1} reads the positions 1 and n + 1 back;
+- sums right to left (s_n = a_n, s_k = a_k + s_{k+1}) or the sums first (s is a bijective image
+  of a, so its digits are uniform, and a_k = s_k − s_{k+1}): every step reads two positions at
+  fixed offsets, which a small transformer with rotary positions learns quickly.
+So an order that generates the sums right to left, or the second half first, can reach the
+entropy with a small network, while AR pays up to log2(10) = 3.32 bits per sequence
+(0.10 bits/char) for the sum it cannot compute. We train the same models as
+`compare_orders.py` (ar, mdm, block16 = the two halves, block4, genmd4, lomdm) and report bits
+per character, the fraction of valid samples (sums consistent with the digits), and where each
+model generates first (mean generation rank and the learned w per position).
 
     python benchmarks/synthetic_order_task.py --quick    # a few minutes on 2 CPU cores
     python benchmarks/synthetic_order_task.py            # 2 seeds, both settings
@@ -40,6 +41,7 @@ from compare_orders import (  # noqa: E402
     SETTINGS,
     check_manifest,
     machine,
+    parse_workers,
     run_all,
     score_samples,
     write_report,
@@ -48,15 +50,19 @@ from compare_orders_models import Profile, model_specs  # noqa: E402
 from compare_orders_report import Column, _plt, plot_mean_rank  # noqa: E402
 
 DIGITS = 16  # n; L = 2n
-NUM_SEQUENCES = 4000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
+NUM_SEQUENCES = 20_000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
+
+
+def suffix_sums(a: np.ndarray) -> np.ndarray:
+    """`[..., n]` digits → `[..., n]` suffix sums s_k = (a_k + … + a_n) mod 10."""
+    return np.cumsum(a[..., ::-1], axis=-1)[..., ::-1] % 10
 
 
 def make_sequences(num: int, digits: int = DIGITS, seed: int = 12345) -> np.ndarray:
-    """`[num, 2·digits]` int array: random digits, then their running sums mod 10 reversed."""
+    """`[num, 2·digits]` int array: random digits, then their suffix sums mod 10."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 10, size=(num, digits))
-    s = np.cumsum(a, axis=1) % 10
-    return np.concatenate([a, s[:, ::-1]], axis=1)
+    return np.concatenate([a, suffix_sums(a)], axis=1)
 
 
 def write_corpus(path: Path, num: int = NUM_SEQUENCES, digits: int = DIGITS) -> Path:
@@ -67,11 +73,11 @@ def write_corpus(path: Path, num: int = NUM_SEQUENCES, digits: int = DIGITS) -> 
 
 
 def is_valid(text: str, digits: int = DIGITS) -> bool:
-    """True if `text` is 2·digits digits whose second half is the reversed running sums."""
+    """True if `text` is 2·digits digits whose second half is the suffix sums of the first."""
     if len(text) != 2 * digits or not text.isdigit():
         return False
     a = np.array([int(c) for c in text[:digits]])
-    return bool((np.cumsum(a)[::-1] % 10 == np.array([int(c) for c in text[digits:]])).all())
+    return bool((suffix_sums(a) == np.array([int(c) for c in text[digits:]])).all())
 
 
 def second_half_first(order: torch.Tensor, digits: int = DIGITS) -> float:
@@ -79,6 +85,16 @@ def second_half_first(order: torch.Tensor, digits: int = DIGITS) -> float:
     half (`order: [N, 2·digits]`, step each position was un-masked)."""
     rank = order.float().argsort(-1).argsort(-1).float()
     return float((rank[:, digits:].mean(-1) < rank[:, :digits].mean(-1)).float().mean())
+
+
+def sums_order_correlation(order: torch.Tensor, digits: int = DIGITS) -> float:
+    """Mean Spearman correlation between position and generation rank within the sums
+    (`order: [N, 2·digits]`): +1 = sums left to right (AR), −1 = right to left (the easy way)."""
+    rank = order[:, digits:].float().argsort(-1).argsort(-1).float()  # [N, digits]
+    position = torch.arange(digits, dtype=torch.float32)
+    rank, position = rank - rank.mean(-1, keepdim=True), position - position.mean()
+    corr = (rank * position).sum(-1) / (rank.norm(dim=-1) * position.norm()).clamp_min(1e-12)
+    return float(corr.mean())
 
 
 PROFILE = Profile(
@@ -105,6 +121,7 @@ COLUMNS = [
     Column(f"L_T bits/char (T={2 * DIGITS}, MC)", "bound_bpt_mc"),
     Column("valid samples", "valid_fraction", 2),
     Column("2nd half generated first", "second_half_first", 2),
+    Column("sums order corr.", "sums_order_corr", 2),
     Column("w(2nd) − w(1st)", "w_gap", 3),
     Column("wall (min)", "wall_min", 1),
 ]
@@ -114,6 +131,7 @@ def add_task_metrics(rows: list[dict]) -> list[dict]:
     for row in rows:
         row["valid_fraction"] = float(np.mean([is_valid(t) for t in row["sample_texts"]]))
         row["second_half_first"] = second_half_first(torch.tensor(row["sample_order"]))
+        row["sums_order_corr"] = sums_order_correlation(torch.tensor(row["sample_order"]))
         w = row.get("mean_w")
         row["w_gap"] = None if w is None else float(np.mean(w[DIGITS:]) - np.mean(w[:DIGITS]))
     return rows
@@ -132,7 +150,7 @@ def plot_mean_w(rows: list[dict], setting: str, path: Path) -> Path | None:
     for name, w in curves.items():
         ax.plot(w, marker="o", ms=3, label=name)
     ax.axvline(DIGITS - 0.5, color="gray", ls="--", lw=1)
-    ax.set_xlabel("position (digits | reversed running sums)")
+    ax.set_xlabel("position (digits | suffix sums)")
     ax.set_ylabel("mean exponent w (higher = earlier)")
     ax.set_title(f"learned priorities on test sequences ({setting})")
     ax.legend(fontsize=8)
@@ -152,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", help="comma-separated subset of ar,mdm,block16,block4,genmd4,lomdm")
     p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a shared machine)")
+    p.add_argument("--workers", default="auto", help="models trained at once (see compare_orders)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -179,15 +198,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         out,
         {"profile": repr(profile), "models": list(specs), "settings": settings},
     )
+    workers = parse_workers(args.workers, profile.device)
     results, complete = run_all(
-        profile, specs, settings, out, corpus, args.max_models, not args.no_progress
+        profile,
+        specs,
+        settings,
+        out,
+        corpus,
+        args.max_models,
+        not args.no_progress,
+        workers=workers,
     )
     rows = add_task_metrics(score_samples(results))
     entropy = DIGITS * math.log2(10) / (2 * DIGITS)
     header = (
-        f"## synthetic order task: digits | reversed running sums (n = {DIGITS})\n\n"
+        f"## synthetic order task: digits | suffix sums (n = {DIGITS})\n\n"
         f"Command: `python benchmarks/synthetic_order_task.py {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine()}  \nEntropy: {entropy:.3f} bits/char (an exact model reaches it). "
+        f"Machine: {machine(workers)}  \nEntropy: {entropy:.3f} bits/char (an exact model reaches it). "
         f"Backbone {profile.backbone}, batch {profile.batch_size}, seeds {list(profile.seeds)}  \n"
         + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")
     )

@@ -163,6 +163,23 @@ def test_synthetic_sequences_are_valid_and_checks_detect_errors():
     second_first = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])[None]  # [1, 2n]
     assert syn.second_half_first(second_first) == 1.0
     assert syn.second_half_first(torch.arange(2 * n)[None]) == 0.0
+    assert syn.is_valid("123" + "653", digits=3)  # 1+2+3, 2+3, 3
+    assert not syn.is_valid("123" + "631", digits=3)  # running sums reversed: the old task
+    right_to_left = torch.cat([torch.arange(n), torch.arange(2 * n - 1, n - 1, -1)])[None]
+    assert syn.sums_order_correlation(right_to_left) == pytest.approx(-1.0)
+    assert syn.sums_order_correlation(torch.arange(2 * n)[None]) == pytest.approx(1.0)
+
+
+def test_synthetic_task_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "syn"
+    args = ["--steps", "2", "--seeds", "0", "--models", "ar,lomdm", "--settings", "steps"]
+    assert syn.main([*args, "--out", str(out), "--no-progress", "--workers", "1"]) == 0
+    text = (out / "results.md").read_text()
+    assert "digits | suffix sums" in text and "| lomdm | 1 | 2 | 3 |" in text
+    assert (out / "mean_rank_steps.png").is_file() and (out / "mean_w_steps.png").is_file()
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    assert rows["ar"]["sums_order_corr"] == pytest.approx(1.0)  # AR generates left to right
+    assert rows["lomdm"]["w_gap"] is not None and rows["ar"]["w_gap"] is None
 
 
 def _spread_lomdm():
@@ -252,7 +269,7 @@ def test_worker_processes_give_the_serial_results(tmp_path):
         assert complete
     serial, parallel = runs[1], runs[2]
     assert [r.model for r in parallel] == ["ar", "mdm"]  # plan order, whatever finished first
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=True):
         assert b.test_bpt == a.test_bpt and b.test_bpt_mc == a.test_bpt_mc
         assert b.sample_tokens == a.sample_tokens
     assert co.result_path(tmp_path / "out2", "steps", "mdm", 0).is_file()
