@@ -4,13 +4,15 @@ backbone. Structured orders may register cheaper estimators of the same quantity
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import nelbo as N
-from oemdm_core.component import Component
+from oemdm_core.component import Component, Options
+from oemdm_core.time_proposal import importance_times
 
 if TYPE_CHECKING:
     from oemdm_core.model import OeMDM
@@ -55,9 +57,26 @@ class MonteCarloEstimator(Estimator):
     Discrete time (T steps): a step k ~ U{1..T} and T × that step's terms, unbiased for L_T(x).
     Learned forward schedules get K draws per sequence and the score-function surrogate with
     a leave-one-out baseline; fixed orders use one draw.
+
+    `times="importance"` draws t from the proposal of `oemdm_core.time_proposal` instead
+    (u low-discrepancy, t = Q⁻¹(u)) and weights every term by 1/q(t): the same expectation,
+    but finite variance for power-law schedules with exponents w < ½ (LoMDM, GenMD4), where
+    uniform t gives a heavy-tailed loss. Times passed in by the caller are used unweighted.
     """
 
     name = "generic"
+
+    class Options(Options):
+        times: Literal["uniform", "importance"] = Field(
+            default="uniform",
+            description="How training draws t: uniform, or importance-sampled from "
+            "½·U + ½·law(U^20) with weights 1/q(t) (for learned power-law orders).",
+        )
+
+    def __init__(self, times: Literal["uniform", "importance"] = "uniform") -> None:
+        if times not in ("uniform", "importance"):
+            raise ValueError(f"times must be 'uniform' or 'importance', got {times!r}")
+        self.times = times
 
     def nelbo(self, model, x, t=None, steps=None, generator=None):
         model.check_tokens(x)
@@ -72,8 +91,12 @@ class MonteCarloEstimator(Estimator):
             features = features.repeat_interleave(draws, 0) if features is not None else None
         forward = model.order.forward_schedule(x, model.schedule, features)
 
+        weight = None
         if t is None:
             t = N.low_discrepancy_times(x.shape[0], generator, x.device)
+            if self.times == "importance":
+                t, weight = importance_times(t)
+                weight = weight.to(torch.float32)
         else:
             t = model.check_times(t, batch)
             if draws > 1:
@@ -90,6 +113,8 @@ class MonteCarloEstimator(Estimator):
         else:
             reconstruction, matching = N.discrete_step_terms(ce, masked, forward, reverse, s, t)
             reconstruction, matching = reconstruction * steps, matching * steps
+        if weight is not None:
+            reconstruction, matching = reconstruction * weight, matching * weight
 
         total = reconstruction + matching
         if order.learned and torch.is_grad_enabled():

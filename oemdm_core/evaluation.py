@@ -34,31 +34,14 @@ import torch
 from torch import Tensor
 
 from oemdm_core.model import OeMDM
-
-PROPOSAL_POWER = 20.0
-SMALLEST_TIME = 1e-30  # float32-representable; below it the proposal's weight is ~0 anyway
-
-
-def proposal_cdf(t: Tensor, power: float = PROPOSAL_POWER) -> Tensor:
-    """Q(t) = ½·t + ½·t^{1/power}, the CDF of the time proposal (elementwise, float64)."""
-    return 0.5 * t + 0.5 * t.pow(1.0 / power)
-
-
-def proposal_density(t: Tensor, power: float = PROPOSAL_POWER) -> Tensor:
-    """q(t) = ½ + ½·t^{1/power − 1}/power (elementwise, float64, t > 0)."""
-    return 0.5 + 0.5 * t.pow(1.0 / power - 1.0) / power
-
-
-def proposal_quantile(u: Tensor, power: float = PROPOSAL_POWER) -> Tensor:
-    """Q⁻¹(u) for u ∈ [0, 1], float64. Solved for r = t^{1/power} (½·r^power + ½·r = u, by
-    bisection), which keeps full relative precision for the tiny t near u = 0."""
-    u = u.to(torch.float64)
-    lo, hi = torch.zeros_like(u), torch.ones_like(u)
-    for _ in range(64):
-        mid = 0.5 * (lo + hi)
-        below = 0.5 * mid.pow(power) + 0.5 * mid < u
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (0.5 * (lo + hi)).pow(power)
+from oemdm_core.time_proposal import (  # noqa: F401  (re-exported: part of this module's API)
+    PROPOSAL_POWER,
+    SMALLEST_TIME,
+    importance_times,
+    proposal_cdf,
+    proposal_density,
+    proposal_quantile,
+)
 
 
 def evaluation_times(
@@ -70,8 +53,7 @@ def evaluation_times(
         u = torch.full((batch,), (j + 0.5) / n, dtype=torch.float64)
     else:
         u = (j + torch.rand(batch, generator=generator, dtype=torch.float64)) / n
-    t = proposal_quantile(u).clamp(SMALLEST_TIME, 1.0).float()
-    return t, 1.0 / proposal_density(t.double())
+    return importance_times(u)
 
 
 @dataclass

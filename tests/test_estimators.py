@@ -467,3 +467,27 @@ def test_block_vectorized_at_window_edges():
     ce = -torch.log_softmax(out.logits[:, :5], -1).gather(-1, x[..., None]).squeeze(-1)
     assert float(terms.num_masked) == 5.0
     torch.testing.assert_close(terms.total, ce.sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_importance_times_option_is_validated_and_saved(tmp_path):
+    with pytest.raises(ConfigError, match=r"estimator\[generic\]\.times: got 'sobol'; expected"):
+        registry.build("estimator", "generic", times="sobol")
+    model = OeMDM.from_config(
+        {
+            "vocab_size": 3,
+            "length": 4,
+            "backbone": {"name": "transformer", "preset": "tiny"},
+            "order": {"name": "lomdm"},
+            "estimator": {"name": "generic", "times": "importance"},
+        }
+    )
+    model.save_pretrained(tmp_path / "m")
+    assert OeMDM.from_pretrained(tmp_path / "m").estimator.times == "importance"
+    x = torch.randint(0, 3, (8, 4), generator=torch.Generator().manual_seed(0))
+    terms = model.nelbo(x, generator=torch.Generator().manual_seed(0))
+    assert bool((terms.t > 0).all() and (terms.t <= 1).all())
+    assert float(terms.t.min()) < 0.01  # the proposal's half near t = 0 (Q⁻¹(u) ≈ (2u)^20)
+    given = torch.full((8,), 0.5)  # times passed in are used as they are, unweighted
+    uniform = MonteCarloEstimator().nelbo(model, x, t=given, generator=torch.Generator())
+    weighted = model.nelbo(x, t=given, generator=torch.Generator())
+    torch.testing.assert_close(weighted.reconstruction, uniform.reconstruction)
