@@ -42,12 +42,14 @@ from compare_orders_models import (  # noqa: E402
     JobResult,
     ModelSpec,
     Profile,
+    ablation_specs,
     backfill,
     load_trained,
     matched_steps,
     model_specs,
     passes_per_step,
     run_job,
+    select_specs,
     with_overrides,
 )
 from compare_orders_report import (  # noqa: E402
@@ -407,7 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated seeds (profile default: 0,1)")
     p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
     p.add_argument("--batch-size", type=int, help="sequences per step")
-    p.add_argument("--models", help=f"comma-separated subset of {','.join(model_specs())}")
+    p.add_argument(
+        "--models",
+        help=f"comma-separated subset of {','.join(model_specs())}; ablations (only when "
+        f"named): {','.join(ablation_specs())}",
+    )
     p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one of them")
     p.add_argument("--preset", help="backbone preset (tiny, small, base); overrides the profile")
     p.add_argument("--length", type=int, help="sequence length L")
@@ -444,13 +450,7 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
         device=args.device,
         tokenizer=tokenizer,
     )
-    specs = model_specs()
-    if args.models:
-        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in wanted if m not in specs]
-        if unknown:
-            raise SystemExit(f"--models: unknown {unknown}; valid: {', '.join(specs)}")
-        specs = {k: v for k, v in specs.items() if k in wanted}
+    specs = select_specs(model_specs(), args.models)
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     bad = [s for s in settings if s not in SETTINGS]
     if bad or not settings:

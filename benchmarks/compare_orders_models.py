@@ -42,6 +42,7 @@ class ModelSpec:
     attention: dict[str, Any] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "ancestral"})
     paper_owt_ppl: float | None = None  # the paper's OpenWebText perplexity, for reference
+    estimator: dict[str, Any] = field(default_factory=lambda: {"name": "auto"})
 
 
 def model_specs(block_sizes: tuple[int, ...] = (16, 4)) -> dict[str, ModelSpec]:
@@ -69,6 +70,28 @@ def model_specs(block_sizes: tuple[int, ...] = (16, 4)) -> dict[str, ModelSpec]:
     specs.append(ModelSpec("genmd4", {"name": "genmd4"}, paper_owt_ppl=21.8))
     specs.append(ModelSpec("lomdm", {"name": "lomdm"}, paper_owt_ppl=20.4))
     return {s.key: s for s in specs}
+
+
+def ablation_specs() -> dict[str, ModelSpec]:
+    """Variants trained only when named in `--models`: `lomdm-is` is LoMDM trained with
+    importance-sampled times (the generic estimator's `times: importance`)."""
+    spec = ModelSpec(
+        "lomdm-is", {"name": "lomdm"}, estimator={"name": "generic", "times": "importance"}
+    )
+    return {spec.key: spec}
+
+
+def select_specs(specs: dict[str, ModelSpec], models: str | None) -> dict[str, ModelSpec]:
+    """The models named in the comma-separated `models` (None: all of `specs`), from `specs`
+    and the ablations; raises SystemExit naming unknown names and the valid ones."""
+    if not models:
+        return specs
+    available = {**specs, **ablation_specs()}
+    wanted = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in available]
+    if unknown or not wanted:
+        raise SystemExit(f"--models: unknown {unknown}; valid: {', '.join(available)}")
+    return {k: v for k, v in available.items() if k in wanted}
 
 
 # -- profiles ----------------------------------------------------------------------------
@@ -187,7 +210,7 @@ def experiment_config(
                 "backbone": {"name": "transformer", **profile.backbone, **spec.attention},
                 "order": spec.order,
                 "schedule": {"name": "linear"},
-                "estimator": {"name": "auto"},
+                "estimator": spec.estimator,
             },
             "training": {
                 "steps": steps,

@@ -46,7 +46,7 @@ from compare_orders import (  # noqa: E402
     score_samples,
     write_report,
 )
-from compare_orders_models import Profile, model_specs  # noqa: E402
+from compare_orders_models import Profile, model_specs, select_specs  # noqa: E402
 from compare_orders_report import Column, _plt, plot_mean_rank  # noqa: E402
 
 DIGITS = 16  # n; L = 2n
@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="output directory (default runs/synthetic_order[-quick])")
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
     p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
-    p.add_argument("--models", help="comma-separated subset of ar,mdm,block16,block4,genmd4,lomdm")
+    p.add_argument(
+        "--models", help="comma-separated subset of ar,mdm,block16,block4,genmd4,lomdm,lomdm-is"
+    )
     p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
     p.add_argument("--workers", default="auto", help="models trained at once (see compare_orders)")
@@ -187,10 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = Profile(
             **{**vars(profile), "seeds": tuple(int(s) for s in args.seeds.split(","))}
         )
-    specs = model_specs((DIGITS, 4))
-    if args.models:
-        wanted = args.models.split(",")
-        specs = {k: v for k, v in specs.items() if k in wanted}
+    specs = select_specs(model_specs((DIGITS, 4)), args.models)
     settings = [s for s in args.settings.split(",") if s in SETTINGS]
     out = Path(args.out or f"runs/synthetic_order{'-quick' if args.quick else ''}")
     corpus = write_corpus(out / "synthetic.txt")

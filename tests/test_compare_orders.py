@@ -283,3 +283,19 @@ def test_workers_option_rejects_bad_values():
     for bad in ("0", "-1", "two"):
         with pytest.raises(SystemExit, match=f"--workers: got '{bad}'; valid: auto"):
             co.parse_workers(bad, "cpu")
+
+
+def test_ablation_models_are_selected_only_by_name(tmp_path):
+    from compare_orders_models import select_specs
+
+    specs = model_specs()
+    assert select_specs(specs, None) is specs and "lomdm-is" not in specs
+    chosen = select_specs(specs, "ar, lomdm-is")
+    assert list(chosen) == ["ar", "lomdm-is"]
+    cfg = experiment_config(
+        TINY, chosen["lomdm-is"], 2, 0, tmp_path / "run", tmp_path / "c.txt", tmp_path, False
+    )
+    assert cfg.model.estimator.name == "generic"
+    assert cfg.model.estimator.options["times"] == "importance"
+    with pytest.raises(SystemExit, match=r"--models: unknown \['lomdm_is'\]; valid: .*lomdm-is"):
+        select_specs(specs, "lomdm_is")
