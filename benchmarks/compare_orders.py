@@ -98,21 +98,33 @@ def plan(
     steps: int,
     passes: dict[str, float],
 ) -> list[tuple[str, str, int, int]]:
-    """Jobs (setting, model, seed, steps) in training order. In the matched setting the
-    reference model keeps its steps and is not retrained (it is the "steps" run)."""
+    """Jobs (setting, model, seed, steps) in training order. A matched-setting job with as
+    many steps as its "steps" job (the reference model, and any with its passes per step)
+    is not trained again: its result is the "steps" one (see `same_in_both_settings`)."""
+    same = same_in_both_settings(settings, steps, passes)
     reference = passes.get(REFERENCE, max(passes.values()))
     jobs = []
     for setting in settings:
         for seed in seeds:
             for key in specs:
                 if setting == "matched":
-                    if key == REFERENCE and "steps" in settings:
+                    if key in same:
                         continue  # identical to its "steps" run
                     n = matched_steps(steps, passes[key], reference)
                 else:
                     n = steps
                 jobs.append((setting, key, seed, n))
     return jobs
+
+
+def same_in_both_settings(
+    settings: Sequence[str], steps: int, passes: dict[str, float]
+) -> set[str]:
+    """Models whose matched-compute run would repeat their equal-steps run exactly."""
+    if not ("steps" in settings and "matched" in settings):
+        return set()
+    reference = passes.get(REFERENCE, max(passes.values()))
+    return {k for k, p in passes.items() if matched_steps(steps, p, reference) == steps}
 
 
 def result_path(out: Path, setting: str, model: str, seed: int) -> Path:
@@ -185,8 +197,9 @@ def run_all(
     """Train every job not finished yet; returns (finished results, whether all are done).
 
     With `workers` > 1 the pending jobs run in that many spawned processes with one torch
-    thread each, longest first (every job is seeded, so the results do not depend on the
-    number of workers); per-model progress bars are then off.
+    thread each, longest first; per-model progress bars are then off. Every job is seeded, so
+    the results equal those of a serial run with one thread (more threads may change float
+    reductions in the last digits).
     """
     passes = {key: passes_per_step(spec) for key, spec in specs.items()}
     jobs = plan(specs, settings, profile.seeds, profile.steps, passes)
@@ -229,8 +242,9 @@ def run_all(
     finally:
         bar.close()
     results = [done[job] for job in jobs if job in done]
-    if complete and "matched" in settings and "steps" in settings and REFERENCE in specs:
-        for r in [r for r in results if r.setting == "steps" and r.model == REFERENCE]:
+    if complete:
+        same = same_in_both_settings(settings, profile.steps, passes)
+        for r in [r for r in results if r.setting == "steps" and r.model in same]:
             results.append(JobResult(**{**asdict(r), "setting": "matched"}))
     return results, complete
 
@@ -251,30 +265,37 @@ def run_parallel(
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    order = sorted(pending, key=lambda job: -job_cost(job, passes))
+    queue = sorted(pending, key=lambda job: -job_cost(job, passes))
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        running = {}
-        try:
-            for job in order:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    running = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:  # at most one job per worker in flight
+                job = queue.pop(0)
                 setting, key, seed, steps = job
-                log(f"queued {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
+                log(f"training {setting}/{key}/seed{seed}: {steps} steps × {passes[key]:g} passes")
                 future = pool.submit(
                     train_job, profile, specs[key], job, out, corpus, passes[key], False, 1
                 )
                 running[future] = job
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    done[job] = future.result()
-                    setting, key, seed, _ = job
-                    minutes = done[job].wall_s / 60
-                    log(f"finished {setting}/{key}/seed{seed} ({minutes:.1f} min training)")
-                    bar.update(1)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                done[job] = future.result()
+                setting, key, seed, _ = job
+                log(
+                    f"finished {setting}/{key}/seed{seed} ({done[job].wall_s / 60:.1f} min training)"
+                )
+                bar.update(1)
+    except BaseException:
+        # Ctrl-C reaches the workers too; whatever they had not finished resumes from its
+        # last checkpoint on the next run, so stop them now rather than wait.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 # -- reporting -----------------------------------------------------------------------------

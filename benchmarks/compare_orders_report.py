@@ -160,14 +160,22 @@ def plot_learning_curves(rows: Sequence[dict], settings: Sequence[str], path: Pa
     return path
 
 
+def average_rank(order: Tensor) -> Tensor:
+    """Generation rank of each position, `[N, L]` → `[N, L]` float in [0, L − 1] (0 = first),
+    ties (positions un-masked in the same step) sharing their average rank."""
+    order = order.float()
+    earlier = (order[:, None, :] < order[:, :, None]).sum(-1)  # [N, L]: positions before i
+    tied = (order[:, None, :] == order[:, :, None]).sum(-1)  # [N, L]: including i itself
+    return (earlier + 0.5 * (tied - 1)).float()
+
+
 def plot_orders(orders: dict[str, Tensor], path: Path, title: str) -> Path:
     """Heatmaps of generation orders `[N, L]` (step each position was un-masked), one panel
     per model, each row of a panel normalised to its rank in [0, 1] (0 = generated first)."""
     plt = _plt()
     fig, axes = plt.subplots(len(orders), 1, figsize=(10, 0.6 + 1.2 * len(orders)), squeeze=False)
     for ax, (name, order) in zip(axes[:, 0], orders.items(), strict=True):
-        order = order.float()
-        rank = order.argsort(-1).argsort(-1).float() / max(1, order.shape[1] - 1)
+        rank = average_rank(order) / max(1, order.shape[1] - 1)
         image = ax.imshow(rank.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
         ax.set_yticks([])
@@ -184,8 +192,7 @@ def plot_mean_rank(orders: dict[str, Tensor], path: Path, title: str) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for name, order in orders.items():
-        order = order.float()
-        rank = order.argsort(-1).argsort(-1).float() / max(1, order.shape[1] - 1)
+        rank = average_rank(order) / max(1, order.shape[1] - 1)
         ax.plot(rank.mean(0).numpy(), label=name)
     ax.set_xlabel("position")
     ax.set_ylabel("mean generation rank (0 = first)")

@@ -47,7 +47,7 @@ from compare_orders import (  # noqa: E402
     write_report,
 )
 from compare_orders_models import Profile, model_specs, select_specs  # noqa: E402
-from compare_orders_report import Column, _plt, plot_mean_rank  # noqa: E402
+from compare_orders_report import Column, _plt, average_rank, plot_mean_rank  # noqa: E402
 
 DIGITS = 16  # n; L = 2n
 NUM_SEQUENCES = 20_000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
@@ -83,14 +83,16 @@ def is_valid(text: str, digits: int = DIGITS) -> bool:
 def second_half_first(order: torch.Tensor, digits: int = DIGITS) -> float:
     """Fraction of samples whose second half has a lower mean generation rank than the first
     half (`order: [N, 2·digits]`, step each position was un-masked)."""
-    rank = order.float().argsort(-1).argsort(-1).float()
+    rank = average_rank(order)
     return float((rank[:, digits:].mean(-1) < rank[:, :digits].mean(-1)).float().mean())
 
 
 def sums_order_correlation(order: torch.Tensor, digits: int = DIGITS) -> float:
     """Mean Spearman correlation between position and generation rank within the sums
-    (`order: [N, 2·digits]`): +1 = sums left to right (AR), −1 = right to left (the easy way)."""
-    rank = order[:, digits:].float().argsort(-1).argsort(-1).float()  # [N, digits]
+    (`order: [N, 2·digits]`, ties ranked by their average): +1 = sums left to right (AR, which
+    meets the global sum first), −1 = right to left (every step local); 0 for orders that
+    generate the sums in no particular direction (all at once, or the sums first at random)."""
+    rank = average_rank(order[:, digits:])  # [N, digits]
     position = torch.arange(digits, dtype=torch.float32)
     rank, position = rank - rank.mean(-1, keepdim=True), position - position.mean()
     corr = (rank * position).sum(-1) / (rank.norm(dim=-1) * position.norm()).clamp_min(1e-12)

@@ -72,6 +72,12 @@ def test_plan_gives_matched_compute_as_extra_steps():
     assert steps[("steps", "lomdm")] == 10 and steps[("steps", "ar")] == 10
     assert steps[("matched", "ar")] == 30 and steps[("matched", "block4")] == 15
     assert ("matched", "lomdm") not in steps  # the reference model is its "steps" run
+    with_ablation = co.plan(
+        {**specs, "lomdm-is": None}, ["steps", "matched"], [0], 10, {**passes, "lomdm-is": 3.0}
+    )
+    assert ("matched", "lomdm-is", 0, 10) not in with_ablation  # same passes: same run
+    assert ("steps", "lomdm-is", 0, 10) in with_ablation
+    assert co.same_in_both_settings(["steps"], 10, passes) == set()
     assert [m for s, m, _, _ in jobs if s == "steps"][0] == "ar"  # the judge trains first
     assert matched_steps(10, 3.0, 3.0) == 10
 
@@ -165,6 +171,9 @@ def test_synthetic_sequences_are_valid_and_checks_detect_errors():
     assert syn.second_half_first(torch.arange(2 * n)[None]) == 0.0
     assert syn.is_valid("123" + "653", digits=3)  # 1+2+3, 2+3, 3
     assert not syn.is_valid("123" + "631", digits=3)  # running sums reversed: the old task
+    ties = torch.cat([torch.zeros(n), torch.ones(n)])[None]  # the sums all in one step
+    assert syn.sums_order_correlation(ties) == 0.0 and syn.second_half_first(ties) == 0.0
+    assert syn.second_half_first(1 - ties) == 1.0
     right_to_left = torch.cat([torch.arange(n), torch.arange(2 * n - 1, n - 1, -1)])[None]
     assert syn.sums_order_correlation(right_to_left) == pytest.approx(-1.0)
     assert syn.sums_order_correlation(torch.arange(2 * n)[None]) == pytest.approx(1.0)
@@ -299,3 +308,11 @@ def test_ablation_models_are_selected_only_by_name(tmp_path):
     assert cfg.model.estimator.options["times"] == "importance"
     with pytest.raises(SystemExit, match=r"--models: unknown \['lomdm_is'\]; valid: .*lomdm-is"):
         select_specs(specs, "lomdm_is")
+
+
+def test_average_rank_shares_ties():
+    from compare_orders_report import average_rank
+
+    order = torch.tensor([[3, 1, 1, 0], [0, 1, 2, 3]])  # step at which each position appeared
+    expected = torch.tensor([[3.0, 1.5, 1.5, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    assert torch.equal(average_rank(order), expected)

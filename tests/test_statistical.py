@@ -76,10 +76,15 @@ def test_estimate_at_fixed_time_matches_exact_integrand(order, t):
 
 
 @pytest.mark.statistical
-def test_importance_sampled_times_are_unbiased_for_small_exponents():
+@pytest.mark.parametrize("steps", [None, 6])
+def test_importance_sampled_times_are_unbiased_for_small_exponents(steps):
     """LoMDM with exponents down to w ≈ 0.2: uniform t gives an infinite-variance loss there;
-    `times="importance"` must keep the expectation (the exact NELBO) and a usable error."""
+    `times="importance"` must keep the expectation (the exact NELBO, or L_T) and a usable
+    error. Control (discrete time, where the values stay finite): the proposal's times
+    without their weights are detected as biased. In continuous time they are unbounded at
+    t → 0 and break the error bound instead."""
     from oemdm_core.exact import default_breakpoints
+    from oemdm_core.time_proposal import importance_times
 
     model = tiny_model({"name": "lomdm", "c1": 0.35, "c2": 0.3})
     generator = torch.Generator().manual_seed(1)
@@ -89,16 +94,29 @@ def test_importance_sampled_times_are_unbiased_for_small_exponents():
                 p.copy_(torch.randn(p.shape, generator=generator))
     model.estimator = MonteCarloEstimator(times="importance")
     x = all_sequences(3, 4)[::4]  # [21, 4]
+    batch = x.repeat(REPEATS, 1)
     with torch.no_grad():
         w = model.forward_schedule(x).w
         assert float(w.min()) < 0.25 and float(w.max()) > 0.45  # w < ½: the heavy-tailed regime
-        exact = exact_nelbo(model, x, breakpoints=default_breakpoints(4, grading=80), nodes=6)
+        if steps is None:
+            breakpoints = default_breakpoints(4, grading=80)
+            exact = exact_nelbo(model, x, breakpoints=breakpoints, nodes=6)
+        else:
+            exact = exact_discrete_nelbo(model, x, steps)
         target = exact.total.repeat(REPEATS)
-        batch = x.repeat(REPEATS, 1)
-        replicates = []
+        weighted, unweighted = [], []
         for _ in range(REPLICATES):
-            terms = model.nelbo(batch, generator=generator)
-            replicates.append((terms.total.double() - target).mean())
-    mean, se = mean_and_standard_error(torch.stack(replicates))
+            terms = model.nelbo(batch, steps=steps, generator=generator)
+            weighted.append((terms.total.double() - target).mean())
+            if steps is None:
+                continue
+            u = torch.rand(batch.shape[0], generator=generator, dtype=torch.float64)
+            t, _ = importance_times(u)  # times given to nelbo are used unweighted
+            terms = model.nelbo(batch, t=t, steps=steps, generator=generator)
+            unweighted.append((terms.total.double() - target).mean())
+    mean, se = mean_and_standard_error(torch.stack(weighted))
     assert abs(mean) <= 4 * se + 1e-5, (mean, se)
     assert 4 * se < 0.1 * float(exact.total.mean()), (se, float(exact.total.mean()))
+    if steps is not None:
+        mean, se = mean_and_standard_error(torch.stack(unweighted))
+        assert abs(mean) > 4 * se, (mean, se)
