@@ -22,7 +22,7 @@ model generates first (mean generation rank and the learned w per position).
 
     python benchmarks/synthetic_order_task.py --quick    # about 2 minutes on 2 CPU cores
     python benchmarks/synthetic_order_task.py            # 2000 steps, 2 seeds, both settings
-                                                         # (about 30 minutes on 2 cores)
+                                                         # (its "steps" half: 12 min on 2 cores)
 """
 
 from __future__ import annotations
