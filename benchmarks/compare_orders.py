@@ -12,8 +12,8 @@ quality (generative perplexity under the AR model of the same seed, unigram entr
 cost (wall time, backbone passes) and learning curves. Writes `results.md`, `results.json`
 and PNG plots into `--out`.
 
-    python benchmarks/compare_orders.py --quick        # ~10 min smoke test on 2 CPU cores
-    python benchmarks/compare_orders.py                # CPU benchmark (<= 90 min, 2 cores)
+    python benchmarks/compare_orders.py --quick        # a few minutes: smoke test
+    python benchmarks/compare_orders.py                # CPU benchmark: 65 min on 2 cores
     python benchmarks/compare_orders.py --profile gpu-owt --tokenizer gpt2/tokenizer.json
 
 Resumable: every finished model writes `results/<setting>-<model>-seed<s>.json` and is never

@@ -129,9 +129,9 @@ PROFILES: dict[str, Profile] = {
         num_samples=4,
         sample_steps=32,
     ),
-    # The CPU benchmark: `small` preset (4 × 256), L = 256, 150 steps, 2 seeds. Aimed at
-    # <= 90 min on 2 idle cores; measured on a shared 2-core VM with 1 thread: ~0.7 s per
-    # MDM/AR step, ~2 min per AR model with evaluation, ~110 min projected in all.
+    # The CPU benchmark: `small` preset (4 × 256), L = 256, 150 steps, 2 seeds, 22 models.
+    # Measured: 65 min on 2 idle cores with `--workers auto` (2 processes × 1 thread; about
+    # 0.75 s per AR/MDM step); one process alone would need about twice that.
     "default": Profile("default", {"preset": "small"}, steps=150),
     # GPU, OpenWebText protocol (MDLM / BD3-LM): GPT-2 tokenizer, L = 1024, 12 × 768.
     "gpu-owt": Profile(
