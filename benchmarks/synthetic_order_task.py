@@ -22,7 +22,7 @@ model generates first (mean generation rank and the learned w per position).
 
     python benchmarks/synthetic_order_task.py --quick    # about 2 minutes on 2 CPU cores
     python benchmarks/synthetic_order_task.py            # 2000 steps, 2 seeds, both settings
-                                                         # (its "steps" half: 12 min on 2 cores)
+                                                         # (about 24 min on 2 cores, 12 per setting)
 """
 
 from __future__ import annotations
