@@ -425,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--corpus", help=f"UTF-8 text file (default {DEFAULT_CORPUS} from the repo)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    p.add_argument("--quick", action="store_true", help="same as --profile quick (~10 min CPU)")
+    p.add_argument(
+        "--quick", action="store_true", help="same as --profile quick (about a minute on 2 cores)"
+    )
     p.add_argument("--out", help="output directory (default runs/compare_orders-<profile>)")
     p.add_argument("--seeds", help="comma-separated seeds (profile default: 0,1)")
     p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")

@@ -118,7 +118,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # ~10 minutes on 2 idle CPU cores: a smoke test of every stage, not a result.
+    # 68 s on 2 idle CPU cores (2 workers): a smoke test of every stage, not a result.
     "quick": Profile(
         "quick",
         {"preset": "small", "d_model": 64, "n_layers": 2, "n_heads": 2},
