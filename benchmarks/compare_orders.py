@@ -474,11 +474,15 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
         tokenizer=tokenizer,
     )
     specs = select_specs(model_specs(), args.models)
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    bad = [s for s in settings if s not in SETTINGS]
-    if bad or not settings:
-        raise SystemExit(f"--settings: got {args.settings!r}; valid: steps, matched")
-    return profile, specs, settings
+    return profile, specs, parse_settings(args.settings)
+
+
+def parse_settings(value: str) -> list[str]:
+    """`--settings`: "steps", "matched" or both, comma-separated."""
+    settings = [s.strip() for s in value.split(",") if s.strip()]
+    if not settings or any(s not in SETTINGS for s in settings):
+        raise SystemExit(f"--settings: got {value!r}; valid: steps, matched")
+    return settings
 
 
 def parse_workers(value: str, device: str) -> int:

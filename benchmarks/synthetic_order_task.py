@@ -42,12 +42,13 @@ from compare_orders import (  # noqa: E402
     SETTINGS,
     check_manifest,
     machine,
+    parse_settings,
     parse_workers,
     run_all,
     score_samples,
     write_report,
 )
-from compare_orders_models import Profile, model_specs, select_specs  # noqa: E402
+from compare_orders_models import Profile, model_specs, select_specs, with_overrides  # noqa: E402
 from compare_orders_report import Column, _plt, average_rank, plot_mean_rank  # noqa: E402
 
 DIGITS = 16  # n; L = 2n
@@ -183,17 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     profile = PROFILE
     if args.quick:
-        profile = Profile(
-            **{**vars(PROFILE), "name": "synthetic-quick", "steps": 80, "seeds": (0,)}
-        )
-    if args.steps:
-        profile = Profile(**{**vars(profile), "steps": args.steps})
-    if args.seeds:
-        profile = Profile(
-            **{**vars(profile), "seeds": tuple(int(s) for s in args.seeds.split(","))}
-        )
+        profile = with_overrides(profile, name="synthetic-quick", steps=80, seeds=(0,))
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    profile = with_overrides(profile, steps=args.steps, seeds=seeds)
     specs = select_specs(model_specs((DIGITS, 4)), args.models)
-    settings = [s for s in args.settings.split(",") if s in SETTINGS]
+    settings = parse_settings(args.settings)
     out = Path(args.out or f"runs/synthetic_order{'-quick' if args.quick else ''}")
     corpus = write_corpus(out / "synthetic.txt")
     check_manifest(

@@ -292,6 +292,12 @@ def test_workers_option_rejects_bad_values():
     for bad in ("0", "-1", "two"):
         with pytest.raises(SystemExit, match=f"--workers: got '{bad}'; valid: auto"):
             co.parse_workers(bad, "cpu")
+    assert co.parse_settings("matched, steps") == ["matched", "steps"]
+    for bad in ("", "step", "steps,equal"):
+        with pytest.raises(SystemExit, match="--settings: got .*; valid: steps, matched"):
+            co.parse_settings(bad)
+    with pytest.raises(SystemExit, match="--settings: got 'steps,equal'"):
+        syn.main(["--settings", "steps,equal", "--out", "unused"])
 
 
 def test_ablation_models_are_selected_only_by_name(tmp_path):
