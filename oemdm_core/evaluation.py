@@ -1,17 +1,10 @@
 """NELBO evaluation: bits per token and perplexity, deterministic or Monte Carlo.
 
-Both modes integrate over t with the proposal q(t) = ½·U(0, 1) + ½·law(U^k), k = 20, and
-weight each evaluation by 1/q(t) (importance sampling):
-
-    L(x) = ∫_0^1 f(t) dt = ∫_0^1 f(Q⁻¹(u)) / q(Q⁻¹(u)) du,   Q the CDF of q.
-
-Why not plain uniform t: learned power-law schedules (α = 1 − t^w, LoMDM/GenMD4) make the
-integrand w·t^{w−1}·E[CE], unbounded at t → 0 when w < 1. A midpoint grid in t then misses
-mass (biased low: the 8-point rule of ∫ w t^{w−1} dt = 1 gives 0.34 at w = 0.1) and uniform
-Monte Carlo has infinite variance for w < ½. Under q the weighted integrand is
-O(t^{w − 1/k}): bounded for w ≥ 1/k = 0.05 (LoMDM's smallest exponent c1 − c2 with the
-defaults) and of finite variance for w > 1/(2k). For fixed orders, half of the points still
-cover [0, 1] uniformly.
+Both modes integrate over t with the importance proposal of `oemdm_core.time_proposal`
+(q = ½·U(0, 1) + ½·law(U^20), each evaluation weighted by 1/q(t); see there why uniform t
+fails for learned power-law orders). A midpoint grid in plain t would miss mass near t = 0
+(biased low: the 8-point rule of ∫ w t^{w−1} dt = 1 gives 0.34 at w = 0.1). For fixed
+orders, half of the points still cover [0, 1] uniformly.
 
 Deterministic mode: the midpoint grid u_j = (j + ½)/n mapped through Q⁻¹, one fixed seed
 per (batch, grid point): the same checkpoint always reports the same number. It is a
@@ -34,14 +27,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.model import OeMDM
-from oemdm_core.time_proposal import (  # noqa: F401  (re-exported: part of this module's API)
-    PROPOSAL_POWER,
-    SMALLEST_TIME,
-    importance_times,
-    proposal_cdf,
-    proposal_density,
-    proposal_quantile,
-)
+from oemdm_core.time_proposal import importance_times
 
 
 def evaluation_times(
