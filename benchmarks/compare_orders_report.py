@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -119,6 +120,15 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: Path, tight: bool = True, **savefig: Any) -> Path:
+    """Lay out (unless `tight` is False), write `fig` to `path` as PNG and close it."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110, **savefig)
+    _plt().close(fig)
+    return path
+
+
 def smooth(values: Sequence[float], width: int) -> list[float]:
     """Trailing moving average over `width` points."""
     out, acc = [], []
@@ -154,10 +164,7 @@ def plot_learning_curves(rows: Sequence[dict], settings: Sequence[str], path: Pa
         ax.set_title(f"setting: {setting}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def average_rank(order: Tensor) -> Tensor:
@@ -166,7 +173,7 @@ def average_rank(order: Tensor) -> Tensor:
     order = order.float()
     earlier = (order[:, None, :] < order[:, :, None]).sum(-1)  # [N, L]: positions before i
     tied = (order[:, None, :] == order[:, :, None]).sum(-1)  # [N, L]: including i itself
-    return (earlier + 0.5 * (tied - 1)).float()
+    return earlier + 0.5 * (tied - 1)
 
 
 def plot_orders(orders: dict[str, Tensor], path: Path, title: str) -> Path:
@@ -182,9 +189,7 @@ def plot_orders(orders: dict[str, Tensor], path: Path, title: str) -> Path:
     axes[-1, 0].set_xlabel("position")
     fig.colorbar(image, ax=axes[:, 0].tolist(), label="generation rank (0 = first)")
     fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_mean_rank(orders: dict[str, Tensor], path: Path, title: str) -> Path:
@@ -200,10 +205,7 @@ def plot_mean_rank(orders: dict[str, Tensor], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_priorities(
@@ -233,9 +235,7 @@ def plot_priorities(
         ax.set_title(f"{name}: exponent w per character (red = generated earlier)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.02)
     fig.suptitle(title)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False, bbox_inches="tight")
 
 
 @torch.no_grad()

@@ -49,7 +49,13 @@ from compare_orders import (  # noqa: E402
     write_report,
 )
 from compare_orders_models import Profile, model_specs, select_specs, with_overrides  # noqa: E402
-from compare_orders_report import Column, _plt, average_rank, plot_mean_rank  # noqa: E402
+from compare_orders_report import (  # noqa: E402
+    Column,
+    _plt,
+    average_rank,
+    plot_mean_rank,
+    save_figure,
+)
 
 DIGITS = 16  # n; L = 2n
 NUM_SEQUENCES = 20_000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
@@ -159,10 +165,7 @@ def plot_mean_w(rows: list[dict], setting: str, path: Path) -> Path | None:
     ax.set_title(f"learned priorities on test sequences ({setting})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
