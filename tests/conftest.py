@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh registry per test, tiny models."""
+"""Shared fixtures: a fresh registry per test, tiny models, tiny training runs."""
 
 from __future__ import annotations
 
@@ -41,3 +41,27 @@ def tiny_model(
             "schedule": schedule,
         }
     )
+
+
+def tiny_run(tmp_path, run: str = "run", *extra: str) -> list[str]:
+    """Config overrides for a seconds-long CPU training run on pydoc (mdm, tiny transformer,
+    L = 16, 4 steps of 4 sequences, no periodic eval, checkpoint or samples) into
+    `tmp_path / run`; `extra` overrides come last and win."""
+    return [
+        "model.order=mdm",
+        "model.backbone={name: transformer, preset: tiny}",
+        "data.length=16",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "training.steps=4",
+        "training.batch_size=4",
+        "training.warmup_steps=1",
+        "training.log_every=1",
+        "training.eval_every=0",
+        "training.checkpoint_every=0",
+        "training.progress=false",
+        f"training.run_dir={tmp_path / run}",
+        "evaluation.max_sequences=4",
+        "evaluation.num_times=2",
+        "sampling.num_samples=0",
+        *extra,
+    ]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_run
 
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
@@ -16,25 +17,15 @@ from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE, find_checkpoin
 
 
 def tiny(tmp_path, run: str, *extra: str):
-    return [
-        "model.order=mdm",
+    return tiny_run(
+        tmp_path,
+        run,
         "model.backbone={name: transformer, preset: tiny, dropout: 0.1}",
-        "data.length=16",
-        f"data.cache_dir={tmp_path / 'cache'}",
         "training.steps=6",
-        "training.batch_size=4",
         "training.grad_accum=2",
         "training.warmup_steps=2",
-        "training.log_every=1",
-        "training.eval_every=0",
-        "training.checkpoint_every=0",
-        "training.progress=false",
-        f"training.run_dir={tmp_path / run}",
-        "evaluation.max_sequences=4",
-        "evaluation.num_times=2",
-        "sampling.num_samples=0",
         *extra,
-    ]
+    )
 
 
 def state(run_dir):

@@ -15,6 +15,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import tiny_run
 
 from oemdm_core.experiment import load_config
 from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE
@@ -23,24 +24,13 @@ TOL = 1e-4
 
 
 def overrides(tmp_path, run: str, accum: int) -> list[str]:
-    return [
-        "model.order=mdm",
-        "model.backbone={name: transformer, preset: tiny}",
-        "data.length=16",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "training.steps=4",
-        "training.batch_size=4",
+    return tiny_run(
+        tmp_path,
+        run,
         f"training.grad_accum={accum}",
-        "training.warmup_steps=1",
-        "training.log_every=1",
-        "training.eval_every=0",
-        "training.checkpoint_every=0",
-        "training.progress=false",
-        f"training.run_dir={tmp_path / run}",
         "evaluation.max_sequences=2",
         "evaluation.num_times=1",
-        "sampling.num_samples=0",
-    ]
+    )
 
 
 def _worker(rank: int, world: int, port: int, tmp_path, queue) -> None:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_run
 
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
@@ -16,26 +17,17 @@ from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE
 
 
 def tiny(tmp_path, *extra: str):
-    """Override list for a seconds-long CPU run on pydoc."""
-    return [
-        "model.order=mdm",
-        "model.backbone={name: transformer, preset: tiny}",
-        "data.length=16",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "training.steps=4",
-        "training.batch_size=4",
-        "training.warmup_steps=1",
-        "training.log_every=1",
+    """Override list for a seconds-long CPU run on pydoc, evaluating, checkpointing and
+    sampling every 2 steps."""
+    return tiny_run(
+        tmp_path,
+        "run",
         "training.eval_every=2",
         "training.checkpoint_every=2",
-        "training.progress=false",
-        f"training.run_dir={tmp_path / 'run'}",
-        "evaluation.max_sequences=4",
-        "evaluation.num_times=2",
         "sampling.sampler.steps=4",
         "sampling.num_samples=2",
         *extra,
-    ]
+    )
 
 
 def test_lr_schedule_warmup_then_cosine():
