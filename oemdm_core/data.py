@@ -38,6 +38,28 @@ class Tokenizer(Component, ABC):
     def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what `state` returned."""
 
+    def unrepresentable(self, text: str) -> dict[str, int]:
+        """Characters of `text` that the tokenizer cannot represent, with their counts.
+
+        A character counts when encoding it alone fails or does not decode back to it (it
+        would be mapped to an unknown id, normalised away or changed). Whitespace that
+        decodes to nothing (a separator for word-level tokenizers) does not count. Tokenizers
+        with a cheaper exact test override this; byte-level ones return {}.
+        """
+        from collections import Counter
+
+        bad: dict[str, int] = {}
+        for char, count in Counter(text).items():
+            try:
+                ids = self.encode(char)
+            except ValueError:
+                bad[char] = count
+                continue
+            shown = self.decode(ids)
+            if shown != char and not (char.isspace() and shown == ""):
+                bad[char] = count
+        return bad
+
 
 class Dataset(Component, ABC):
     """A text corpus with train / validation / test splits."""

@@ -1,12 +1,20 @@
-"""Built-in datasets (`pydoc`, `text-files`, `hf`) and tokenizers (`char`, `byte`, `hf`)."""
+"""Built-in datasets (`pydoc`, `text-files`, `hf`) and tokenizers (`char`, `byte`, `bpe`, `hf`)."""
 
 from __future__ import annotations
 
 from oemdm_core import hookimpl
 from oemdm_data.datasets import HFDataset, Pydoc, TextFiles
-from oemdm_data.tokenizers import ByteTokenizer, CharTokenizer, HFTokenizer
+from oemdm_data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, HFTokenizer
 
-__all__ = ["ByteTokenizer", "CharTokenizer", "HFDataset", "HFTokenizer", "Pydoc", "TextFiles"]
+__all__ = [
+    "BPETokenizer",
+    "ByteTokenizer",
+    "CharTokenizer",
+    "HFDataset",
+    "HFTokenizer",
+    "Pydoc",
+    "TextFiles",
+]
 
 
 @hookimpl
@@ -20,4 +28,5 @@ def register_datasets(register):
 def register_tokenizers(register):
     register(CharTokenizer)
     register(ByteTokenizer)
+    register(BPETokenizer)
     register(HFTokenizer)
