@@ -1,4 +1,5 @@
-"""Sampler plugins: ancestral, first-hitting, ar (KV cache) and block (KV cache)."""
+"""Sampler plugins: ancestral, first-hitting, remdm (remasking), ar (KV cache) and block
+(KV cache)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from oemdm_samplers.ancestral import AncestralSampler
 from oemdm_samplers.ar import ARSampler
 from oemdm_samplers.block import BlockSampler, BlockSampleResult
 from oemdm_samplers.first_hitting import FirstHittingSampler
+from oemdm_samplers.remdm import RemaskingSampler, RemaskSampleResult
 from oemdm_samplers.segment import Segment, SegmentResult, SegmentRule
 
 __all__ = [
@@ -15,6 +17,8 @@ __all__ = [
     "BlockSampleResult",
     "BlockSampler",
     "FirstHittingSampler",
+    "RemaskSampleResult",
+    "RemaskingSampler",
     "Segment",
     "SegmentResult",
     "SegmentRule",
@@ -25,5 +29,6 @@ __all__ = [
 def register_samplers(register):
     register(AncestralSampler)
     register(FirstHittingSampler)
+    register(RemaskingSampler)
     register(ARSampler)
     register(BlockSampler)

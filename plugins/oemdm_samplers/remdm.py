@@ -1,0 +1,232 @@
+"""ReMDM remasking (Wang, Schiff, Sahoo & Kuleshov, arXiv 2503.00307) for any order.
+
+The ancestral step keeps un-masked tokens forever. ReMDM's posterior also lets a decoded
+token return to the mask, with probability σ_t, and un-masks masked positions a little more
+to keep the marginals of the forward process. Per position i, with the reverse schedule
+α^i = α_R^i(z_t, ·) of the current state (a scalar schedule in the paper; here any order's
+per-position schedule, so learned orders keep their learned reverse velocities):
+
+    decoded  z_t^i = y:  z_s^i = m with probability σ^i, else stays y
+    masked   z_t^i = m:  un-masked with probability (α_s^i − (1 − σ^i)·α_t^i) / (1 − α_t^i)
+                         = a_R^i + σ^i·α_t^i / (1 − α_t^i), then y ~ p_θ(· | z_t)_i
+
+Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_t^i) (σ_max = 0 where
+α_t^i = 0: no decoded token can sit there). Strategies (the paper's §4.1):
+
+- `cap`:        σ^i = min(η, σ_max^i)                  (ReMDM "max-capped", η = η_cap)
+- `rescale`:    σ^i = η · σ_max^i                      (ReMDM "max-rescale", η = η_rescale)
+- `confidence`: σ^i = min(σ_max^i, η·σ_max^i · n·softmax_j(−ψ^j)_i) over the n decoded
+                positions, ψ^j the model's probability of token j when it was drawn: the
+                `rescale` budget, redistributed towards the least confident tokens (the sum
+                over decoded positions is that of `rescale` unless the clip binds). The
+                paper weights σ by softmax(−ψ); its exact normalisation was not checked
+                against the original code, so this is our budget-preserving reading.
+
+Remasking is active while t_off < t ≤ t_on (ReMDM-"switch" with t_on < 1); the last step
+(s = 0, σ_max = 0) un-masks everything. Positions given by the caller are never re-masked.
+With η = 0 every step is exactly the ancestral sampler's: the same uniform draw decides
+un-masking (masked positions) and re-masking (decoded positions, disjoint), so the random
+stream, the samples and the NFE are identical for the same seed (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from oemdm_core import Options, Sampler, SampleResult
+from oemdm_core.sampler import initial_state
+from oemdm_core.sampling import sample_tokens
+from oemdm_samplers.segment import Segment, SegmentResult, check_common, uniform
+
+STRATEGIES = ("cap", "rescale", "confidence")
+
+
+@dataclass
+class RemaskSampleResult(SampleResult):
+    """Samples of the `remdm` sampler, with the remasking record.
+
+    tokens: `[N, L]`; order: `[N, L]` step of each position's *last* un-masking (−1 where
+        fixed); nfe: denoiser calls.
+    steps: steps taken (S).
+    sigma: `[S, N, L]` float64, σ^i used at each step (0 on masked and fixed positions).
+    remasked: `[S, N, L]` bool, positions sent back to the mask at each step.
+    history: `[S + 1, N, L]` long, the state before the first step and after each step (the
+        mask is id V); None when the sampler's `history` option is off (then `sigma` and
+        `remasked` are None too).
+    """
+
+    steps: int = 0
+    sigma: Tensor | None = None
+    remasked: Tensor | None = None
+    history: Tensor | None = None
+
+    @property
+    def num_remasked(self) -> Tensor | None:
+        """`[N]` how many re-maskings each sample went through (None without history)."""
+        return None if self.remasked is None else self.remasked.sum((0, 2))
+
+
+class RemaskingSampler(Sampler):
+    """T ancestral steps of the reverse schedule with ReMDM remasking of decoded tokens:
+    more steps let the sampler revise early mistakes (inference-time scaling)."""
+
+    name = "remdm"
+
+    class Options(Options):
+        steps: int = Field(default=128, ge=1, description="Number of reverse steps T.")
+        strategy: Literal["cap", "rescale", "confidence"] = Field(
+            default="cap", description="How σ_t is set: cap, rescale or confidence (ReMDM)."
+        )
+        eta: float = Field(
+            default=0.02, ge=0.0, le=1.0, description="η in [0, 1]: the cap or rescale factor."
+        )
+        t_on: float = Field(
+            default=1.0, gt=0.0, le=1.0, description="Remask only while t <= t_on (switch)."
+        )
+        t_off: float = Field(
+            default=0.0, ge=0.0, lt=1.0, description="Remask only while t > t_off."
+        )
+        temperature: float = Field(
+            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
+        )
+        top_p: float = Field(
+            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
+        )
+        cache: bool = Field(
+            default=True, description="Reuse the denoiser output when the state is unchanged."
+        )
+        history: bool = Field(
+            default=True, description="Record states, σ and re-masked positions per step."
+        )
+
+    def __init__(
+        self,
+        steps: int = 128,
+        strategy: str = "cap",
+        eta: float = 0.02,
+        t_on: float = 1.0,
+        t_off: float = 0.0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        cache: bool = True,
+        history: bool = True,
+    ) -> None:
+        check_common(steps, top_p, temperature)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1], got {eta}")
+        if not 0.0 <= t_off < t_on <= 1.0:
+            raise ValueError(
+                f"remasking window needs 0 <= t_off < t_on <= 1, got t_off={t_off}, t_on={t_on}"
+            )
+        self.steps, self.strategy, self.eta = int(steps), strategy, float(eta)
+        self.t_on, self.t_off = float(t_on), float(t_off)
+        self.temperature, self.top_p, self.cache, self.history = temperature, top_p, cache, history
+
+    # -- σ ---------------------------------------------------------------------------------
+    def sigma(self, alpha_t: Tensor, one_minus_alpha_s: Tensor, decoded: Tensor, psi: Tensor):
+        """σ^i `[N, L]` float64 of one step from α_t, 1 − α_s `[N, L]`, the decoded positions
+        and their confidences ψ (see module); before zeroing masked positions."""
+        sigma_max = torch.where(
+            alpha_t > 0, (one_minus_alpha_s / alpha_t.clamp_min(1e-300)).clamp(max=1.0), 0.0
+        )
+        if self.strategy == "cap":
+            return sigma_max.clamp(max=self.eta)
+        base = self.eta * sigma_max
+        if self.strategy == "rescale":
+            return base
+        logits = torch.where(decoded, -psi, -torch.inf)
+        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with nothing decoded
+        count = decoded.sum(-1, keepdim=True).to(base.dtype)
+        return torch.where(decoded, torch.minimum(base * count * weights, sigma_max), base)
+
+    # -- sampling --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        length = model.length if length is None else length
+        z, keep = initial_state(model, num_samples, length, fixed)
+        segment = Segment(
+            tokens=z,
+            mask_id=model.mask_id,
+            denoise=model.denoise,
+            schedule=model.reverse_schedule,
+            uses_time=model.backbone.uses_time,
+        )
+        return self.run(segment, keep, generator)
+
+    @torch.no_grad()
+    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+        """Fill a segment (e.g. a block of the `block` sampler); its given tokens are kept."""
+        keep = segment.tokens != segment.mask_id
+        result = self.run(segment, keep, generator)
+        return SegmentResult(result.tokens, result.order, result.nfe, result.steps)
+
+    def run(self, segment: Segment, keep: Tensor, generator=None) -> RemaskSampleResult:
+        """T steps from `segment.t_start` to `segment.t_end` (grid as the ancestral sampler's);
+        `keep: [N, n]` marks positions that are never re-masked."""
+        z = segment.tokens.clone()
+        mask_id = segment.mask_id
+        order = torch.full_like(z, -1)
+        psi = torch.zeros(z.shape, dtype=torch.float64, device=z.device)
+        states, sigmas, remasks = [z.clone()], [], []
+        reuse = self.cache and not segment.uses_time
+        out, nfe, changed, steps_used = None, 0, True, 0
+        width = segment.t_start - segment.t_end
+        for step, k in enumerate(range(self.steps, 0, -1)):
+            masked = z == mask_id
+            if self.eta == 0 and not bool(masked.any()):
+                break  # nothing left to do (with η > 0, decoded tokens may still be revised)
+            t_k = segment.t_end + width * k / self.steps
+            s_k = segment.t_end + width * (k - 1) / self.steps
+            t = torch.full((z.shape[0],), t_k, device=z.device)
+            s = torch.full((z.shape[0],), s_k, device=z.device)
+            if out is None or changed or not reuse:
+                out = segment.denoise(z, t)
+                nfe += 1
+            reverse = segment.schedule(z, t, out)
+            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n], a_R
+            decoded = ~masked & ~keep
+            sigma = torch.zeros_like(prob)
+            if self.eta > 0 and k > 1 and self.t_off < t_k <= self.t_on:
+                alpha_t = reverse.alpha(t).to(torch.float64)
+                one_minus_t = reverse.one_minus_alpha(t).to(torch.float64)
+                one_minus_s = reverse.one_minus_alpha(s).to(torch.float64)
+                sigma = self.sigma(alpha_t, one_minus_s, decoded, psi)
+                extra = sigma * alpha_t / one_minus_t.clamp_min(1e-300)
+                prob = torch.where(masked & (sigma > 0), prob + extra, prob)
+                sigma = torch.where(decoded, sigma, 0.0)
+            u = uniform(tuple(z.shape), generator, z.device)  # one draw serves both branches
+            reveal = masked & (u < prob)
+            remask = decoded & (u < sigma)
+            if k == 1:
+                reveal = masked  # α(t_end) = 1: everything is clean at the end
+            tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
+            z = torch.where(reveal, tokens, z)
+            z = torch.where(remask, torch.full_like(z, mask_id), z)
+            order = torch.where(reveal, step, torch.where(remask, -1, order))
+            if self.strategy == "confidence":
+                probs = torch.softmax(out.logits.double(), dim=-1)
+                drawn = probs.gather(-1, tokens[..., None])[..., 0]
+                psi = torch.where(reveal, drawn, psi)
+            changed = bool(reveal.any()) or bool(remask.any())
+            steps_used = step + 1
+            if self.history:
+                states.append(z.clone())
+                sigmas.append(sigma)
+                remasks.append(remask)
+        record = self.history and steps_used > 0
+        return RemaskSampleResult(
+            tokens=z,
+            order=torch.where(keep, torch.full_like(order, -1), order),
+            nfe=nfe,
+            steps=steps_used,
+            sigma=torch.stack(sigmas) if record else None,
+            remasked=torch.stack(remasks) if record else None,
+            history=torch.stack(states) if record else None,
+        )
