@@ -151,15 +151,21 @@ def sample_quality(
     model: OeMDM,
     sampler,
     num_samples: int,
-    judge: OeMDM | None = None,
+    judge=None,
     length: int | None = None,
     seed: int = 0,
     n: int = 4,
+    tokenizer=None,
+    decode=None,
 ) -> dict[str, float]:
     """Draw `num_samples` sequences with `sampler` (seeded) and score them: mean unigram
-    entropy (bits), mean repetition rate of n-grams, sampler NFE, and, with an AR `judge`,
+    entropy (bits), mean repetition rate of n-grams, sampler NFE, and, with a `judge`,
     generative NLL (bits/token) and perplexity. Sequences stopped at an end-of-text token
-    (results with `lengths`) are scored up to it."""
+    (results with `lengths`) are scored up to it.
+
+    judge: an AR `OeMDM` sharing the model's vocabulary (scores the ids), or an
+    `oemdm_core.judge.Judge`, which re-encodes the samples' text (needs the model's
+    `tokenizer`, and `decode` if ids such as a pad must be dropped first)."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -173,8 +179,15 @@ def sample_quality(
         "sample_unigram_entropy_bits": float(unigram_entropy(tokens, lengths).mean()),
         f"sample_repetition_rate_{n}gram": float(repetition_rate(tokens, n, lengths).mean()),
     }
-    if judge is not None:
+    if isinstance(judge, OeMDM):
         gen = generative_perplexity(tokens, judge, lengths)
         metrics["gen_bits_per_token"] = gen.bits_per_token
         metrics["gen_perplexity"] = gen.perplexity
+    elif judge is not None:
+        if tokenizer is None:
+            raise ValueError("a text judge needs the sampled model's tokenizer")
+        score = judge.score_samples(tokens, lengths, tokenizer, decode)
+        metrics["gen_bits_per_token"] = score.bits_per_token
+        metrics["gen_perplexity"] = score.perplexity
+        metrics["gen_judge_tokens"] = float(score.tokens.sum())
     return metrics

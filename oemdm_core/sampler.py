@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -52,9 +52,15 @@ class Sampler(Component, ABC):
 
 
 class Scorer(Component, ABC):
-    """Ranks masked positions for un-masking (higher first). Works with any trained model."""
+    """Ranks masked positions for un-masking (higher first). Works with any trained model.
+
+    `deterministic`: True if the scores are a function of (logits, velocity) alone (no
+    noise), so the order it induces is a function of the state; exact-order likelihoods
+    (`oemdm_core.exact_order`) need such a scorer. Declare it; the default is False.
+    """
 
     kind = "scorer"
+    deterministic: ClassVar[bool] = False
 
     @abstractmethod
     def score(

@@ -1,4 +1,5 @@
-"""`oemdm eval CKPT`: NELBO of a trained checkpoint on a split, as a table and JSON."""
+"""`oemdm eval CKPT`: NELBO (or exact-order likelihood) of a trained checkpoint on its own
+split or, with `--data`, zero-shot on several datasets; as a table and JSON."""
 
 from __future__ import annotations
 
@@ -14,7 +15,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="Run directory or checkpoint directory.")
     parser.add_argument("--split", choices=["validation", "test"], help="Default: the config's.")
     parser.add_argument(
-        "--mode", choices=["deterministic", "monte-carlo"], help="Default: the config's."
+        "--mode",
+        choices=["deterministic", "monte-carlo", "exact-order"],
+        help="NELBO mode (default: the config's), or exact-order: the exact likelihood of "
+        "the deterministic order chosen by --scorer (reported next to the NELBO).",
+    )
+    parser.add_argument(
+        "--scorer",
+        help="exact-order: a deterministic scorer (confidence, margin, entropy, velocity; "
+        "default confidence).",
+    )
+    parser.add_argument(
+        "--per-step", type=int, default=1, help="exact-order: positions un-masked per step."
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="SPEC",
+        help="Zero-shot: evaluate on this dataset instead (repeatable): NAME, "
+        "NAME:{options}, a file or a saved datasets dir, optionally @train|validation|test|all.",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["packed", "padded"],
+        help="Zero-shot protocol (default: the config's).",
     )
     parser.add_argument("--num-times", type=int, help="Times per sequence (default: config).")
     parser.add_argument(
@@ -32,7 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "report unigram entropy and repetition rate.",
     )
     parser.add_argument(
-        "--judge", metavar="CKPT", help="AR checkpoint scoring the samples: generative perplexity."
+        "--judge",
+        metavar="CKPT|hf:DIR",
+        help="Judge of the samples (generative perplexity): an oemdm AR checkpoint, or "
+        "hf:DIR, a local Hugging Face causal LM (needs the 'judge' extra). Samples are "
+        "re-encoded as text with the judge's tokenizer.",
     )
 
 
@@ -66,16 +94,37 @@ def metrics_table(metrics: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def build_scorer(args: argparse.Namespace, registry):
+    """The exact-order scorer of `args` (None for the NELBO modes), checked before any work."""
+    if args.mode != "exact-order":
+        if args.scorer is not None:
+            raise ValueError(f"--scorer {args.scorer} is only used with --mode exact-order")
+        return None
+    from oemdm_core.exact_order import check_scorer
+
+    if args.per_step < 1:
+        raise ValueError(f"--per-step must be >= 1, got {args.per_step}")
+    scorer = registry.build("scorer", args.scorer or "confidence")
+    check_scorer(scorer)
+    return scorer
+
+
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from oemdm_core.evaluation import evaluate
+    from oemdm_core.exact_order import evaluate_exact_order
     from oemdm_core.loader import build_data
     from oemdm_core.registry import registry
 
-    model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    if args.judge and not args.samples:
+        raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
+    scorer = build_scorer(args, registry)
+    model, cfg, base_data, ckpt = load(args.checkpoint, registry, args.device)
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
-        "mode": args.mode or ev.mode,
+        "mode": ev.mode if args.mode in (None, "exact-order") else args.mode,
         "num_times": args.num_times or ev.num_times,
         "max_sequences": ev.max_sequences
         if args.max_sequences is None
@@ -89,34 +138,95 @@ def run(args: argparse.Namespace) -> int:
                 f"{model.backbone.max_length}"
             )
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"length": args.length})})
+    ev = cfg.evaluation
+    nelbo = partial(
+        evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, steps=args.steps
+    )
+    score = (
+        nelbo
+        if scorer is None
+        else partial(evaluate_exact_order, model, scorer=scorer, per_step=args.per_step)
+    )
+    if args.data:
+        from oemdm_core.zero_shot import parse_data_spec
+
+        specs = [parse_data_spec(spec, registry, ev.split) for spec in args.data]
+    judge = None
+    if args.judge:
+        from oemdm_core.judge import parse_judge
+
+        judge = parse_judge(args.judge, registry, args.device)
+    if args.data:
+        return run_zero_shot(args, model, cfg, base_data, ckpt, specs, score)
     from oemdm_core.loader import eval_batches
     from oemdm_core.training_state import TOKENIZER_FILE, load_json
 
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
-    batches = eval_batches(data.evaluation, cfg.evaluation.batch_size, cfg.evaluation.max_sequences)
-    result = evaluate(
-        model,
-        batches,
-        cfg.evaluation.mode,
-        cfg.evaluation.num_times,
-        cfg.evaluation.seed,
-        steps=args.steps,
-    )
+    batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
+    result = score(batches)
     metrics: dict[str, object] = {
         "checkpoint": str(ckpt),
-        "split": cfg.evaluation.split,
+        "split": ev.split,
         "order": model.order.name,
         **result.as_dict(),
     }
+    if scorer is not None:
+        bound = nelbo(batches)
+        metrics.update(
+            scorer=scorer.name,
+            per_step=args.per_step,
+            nelbo_mode=bound.mode,
+            nelbo_bits_per_token=bound.bits_per_token,
+            nelbo_stderr_bits=bound.stderr_bits,
+        )
     if args.samples:
         from oemdm_core.sample_metrics import sample_quality
 
         spec = cfg.sampling.sampler
-        judge = load(args.judge, registry, args.device)[0] if args.judge else None
         sampler = registry.build("sampler", spec.name, **spec.options)
-        seed = cfg.evaluation.seed
-        metrics.update(sample_quality(model, sampler, args.samples, judge, seed=seed))
+        metrics.update(
+            sample_quality(
+                model,
+                sampler,
+                args.samples,
+                judge,
+                seed=ev.seed,
+                tokenizer=base_data.tokenizer,
+                decode=base_data.decode,
+            )
+        )
     print(metrics_table(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def run_zero_shot(args, model, cfg, data, ckpt, specs, score) -> int:
+    """`--data`: one row per dataset, through the checkpoint's tokenizer."""
+    from oemdm_core.zero_shot import format_table, prepare, zero_shot
+
+    if args.samples:
+        raise ValueError("--samples is not used with --data (zero-shot scores data only)")
+    prepared = prepare(
+        specs,
+        data.tokenizer,
+        model.vocab_size,
+        cfg.data.length,
+        args.protocol or cfg.data.protocol,
+        cfg.data.split_lines,
+    )
+    ev = cfg.evaluation
+    rows = zero_shot(prepared, score, ev.batch_size, ev.max_sequences)
+    print(
+        f"checkpoint {ckpt} (order {model.order.name}, mode {rows[0].mode}, L = {cfg.data.length})"
+    )
+    print(format_table(rows))
+    if args.json:
+        payload = {
+            "checkpoint": str(ckpt),
+            "order": model.order.name,
+            "length": cfg.data.length,
+            "results": [r.as_dict() for r in rows],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0

@@ -134,9 +134,16 @@ class TextFiles(Dataset):
         return "text-files " + ";".join(parts)
 
 
+LOCAL_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "json", ".json": "json"}
+
+
 class HFDataset(Dataset):
-    """A Hugging Face `datasets` corpus by name and config (text8, wikitext, lm1b, openwebtext
-    …); needs the network on first use (then the `datasets` cache). One example per document."""
+    """A Hugging Face `datasets` corpus: a name on the Hub and a config (text8, wikitext, lm1b,
+    openwebtext …; needs the network on first use, then the `datasets` cache), a local
+    directory written by `save_to_disk` (a DatasetDict, or one Dataset served as every split),
+    or local Parquet / Arrow / JSON-lines files (a path or glob; they form the dataset's
+    'train' split, which `splits` may slice, e.g. validation: 'train[90%:]'). One example
+    per document."""
 
     name = "hf"
 
@@ -172,10 +179,33 @@ class HFDataset(Dataset):
             )
         import datasets
 
-        if Path(self.path).is_dir() and (Path(self.path) / "dataset_dict.json").exists():
+        root = Path(self.path)
+        if root.is_dir() and (root / "dataset_dict.json").exists():
             if self._loaded is None:
                 self._loaded = datasets.load_from_disk(self.path)
-            return self._loaded[self.splits[split]]
+            name = self.splits[split]
+            if name not in self._loaded:
+                raise ValueError(
+                    f"dataset 'hf': {self.path} has no split {name!r}; it has "
+                    f"{', '.join(sorted(self._loaded))} (set the dataset option splits)"
+                )
+            return self._loaded[name]
+        if root.is_dir() and (root / "state.json").exists():  # one Dataset: every split
+            if self._loaded is None:
+                self._loaded = datasets.load_from_disk(self.path)
+            return self._loaded
+        builder = LOCAL_FORMATS.get(root.suffix)
+        if builder is not None and (root.is_file() or glob.has_magic(self.path)):
+            try:
+                return datasets.load_dataset(
+                    builder, data_files=self.path, split=self.splits[split]
+                )
+            except Exception as exc:
+                raise ValueError(
+                    f"dataset 'hf': could not read {self.path} as {builder} "
+                    f"(split {self.splits[split]!r}): {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
         try:
             return datasets.load_dataset(self.path, self.config, split=self.splits[split])
         except Exception as exc:  # offline, unknown name, …: one clear line

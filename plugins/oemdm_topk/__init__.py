@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from oemdm_core import hookimpl
-from oemdm_topk.scorers import SCORERS, Confidence, Entropy, Margin, PlackettLuce, Random
+from oemdm_topk.scorers import (
+    SCORERS,
+    Confidence,
+    Entropy,
+    Margin,
+    PlackettLuce,
+    Random,
+    Velocity,
+)
 from oemdm_topk.topk import TopKSampler, step_counts, top_k_mask
 
 __all__ = [
@@ -13,6 +21,7 @@ __all__ = [
     "PlackettLuce",
     "Random",
     "TopKSampler",
+    "Velocity",
     "step_counts",
     "top_k_mask",
 ]

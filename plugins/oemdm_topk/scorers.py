@@ -28,11 +28,26 @@ class PlackettLuce(Scorer):
         return torch.log(velocity.to(torch.float64)) + noise
 
 
+class Velocity(Scorer):
+    """log v_R^i (no noise): the position the reverse schedule un-masks fastest goes first,
+    the mode of the next Plackett–Luce place (for LoMDM, the largest learned ŵ^i); a
+    deterministic order rule. Without velocities every position scores 0 (leftmost first)."""
+
+    name = "velocity"
+    deterministic = True
+
+    def score(self, logits, velocity, generator=None):
+        if velocity is None:
+            return torch.zeros(tuple(logits.shape[:2]), dtype=torch.float64, device=logits.device)
+        return torch.log(velocity.to(torch.float64))
+
+
 class Confidence(Scorer):
     """max_v p_θ(v | z_t)_i: the most confident positions first (MaskGIT, LLaDA low-confidence
     remasking)."""
 
     name = "confidence"
+    deterministic = True
 
     def score(self, logits, velocity, generator=None):
         return torch.log_softmax(logits.double(), dim=-1).max(-1).values.exp()
@@ -42,6 +57,7 @@ class Margin(Scorer):
     """p_top1 − p_top2: positions where the best token leads the runner-up most go first."""
 
     name = "margin"
+    deterministic = True
 
     def score(self, logits, velocity, generator=None):
         probs = torch.softmax(logits.double(), dim=-1)
@@ -55,6 +71,7 @@ class Entropy(Scorer):
     """−H(p_θ(· | z_t)_i): low-entropy positions first."""
 
     name = "entropy"
+    deterministic = True
 
     def score(self, logits, velocity, generator=None):
         logp = torch.log_softmax(logits.double(), dim=-1)
@@ -70,4 +87,4 @@ class Random(Scorer):
         return gumbel_noise(tuple(logits.shape[:2]), generator, logits.device)
 
 
-SCORERS = (PlackettLuce, Confidence, Margin, Entropy, Random)
+SCORERS = (PlackettLuce, Velocity, Confidence, Margin, Entropy, Random)
