@@ -67,7 +67,9 @@ def parse_data_spec(spec: str, registry, default_split: str = "validation") -> D
     spec fails before any evaluation starts."""
     text, split = spec, None
     head, sep, tail = spec.rpartition("@")
-    if sep and tail in SPLIT_CHOICES:
+    if Path(spec).expanduser().exists():
+        pass  # a path that contains '@'
+    elif sep and tail in SPLIT_CHOICES:
         text, split = head, tail
     elif sep and head and "/" not in tail and ":" not in tail:
         raise _bad(spec, f"unknown split {tail!r}; valid splits: {', '.join(SPLIT_CHOICES)}")
@@ -103,15 +105,10 @@ def _path_spec(spec, text, split, registry, default_split, names) -> DataSpec:
             f"no such file or directory, and not a registered dataset (datasets: "
             f"{', '.join(names)}; a file, a saved `datasets` directory, or NAME:{{options}})",
         )
-    if path.is_dir():
-        if (path / "dataset_dict.json").exists():
-            return DataSpec(
-                spec, registry.build("dataset", "hf", path=str(path)), split or default_split
-            )
-        if (path / "state.json").exists():
-            whole = {s: "train" for s in SPLITS}
-            dataset = registry.build("dataset", "hf", path=str(path), splits=whole)
-            return DataSpec(spec, dataset, "train", whole=True)  # every split is the Dataset
+    if path.is_dir() and (path / "dataset_dict.json").exists():
+        dataset = registry.build("dataset", "hf", path=str(path))
+        return DataSpec(spec, dataset, split or default_split)
+    if path.is_dir() and not (path / "state.json").exists():
         raise _bad(
             spec,
             "a directory must be written by `datasets` save_to_disk (dataset_dict.json or "
@@ -120,9 +117,13 @@ def _path_spec(spec, text, split, registry, default_split, names) -> DataSpec:
     if split not in (None, "all"):
         raise _bad(
             spec,
-            f"a file is evaluated whole (@all), got @{split}; to split it use "
-            "text-files:{paths: [FILE], validation: 0.1} or hf:{path: FILE, splits: …}",
+            f"a file or a single saved Dataset is evaluated whole (@all), got @{split}; to "
+            "split one use text-files:{paths: [FILE], test: 0.1} or hf:{path: …, splits: …}",
         )
+    if path.is_dir():  # one saved Dataset: the same data for every split
+        whole = {s: "train" for s in SPLITS}
+        dataset = registry.build("dataset", "hf", path=str(path), splits=whole)
+        return DataSpec(spec, dataset, "train", whole=True)
     if path.suffix in TABULAR:
         dataset = registry.build("dataset", "hf", path=text, splits={"train": "train"})
         return DataSpec(spec, dataset, "train", whole=True)  # data_files: the 'train' split

@@ -88,6 +88,8 @@ def test_local_parquet_and_saved_datasets(runs, capsys):
     docs = {"text": [ODD[:60], ODD[60:140], "the end of the documents."]}
     datasets.Dataset.from_dict(docs).to_parquet(str(tmp / "docs.parquet"))
     datasets.Dataset.from_dict(docs).save_to_disk(str(tmp / "one"))
+    with pytest.raises(ValueError, match="single saved Dataset is evaluated whole"):
+        parse_data_spec(f"{tmp / 'one'}@test", registry)
     datasets.DatasetDict(
         {"train": datasets.Dataset.from_dict(docs), "test": datasets.Dataset.from_dict(docs)}
     ).save_to_disk(str(tmp / "dict"))
@@ -140,7 +142,7 @@ def test_exact_order_from_the_command_line(runs, capsys):
         (["--data", "pydoc:{validation: 2}"], r"dataset\[pydoc\].validation: got 2"),
         (["--data", "text-files:{paths: [nope.txt]}"], "data file not found: nope.txt"),
         (["--data", "DIR"], "a directory must be written by `datasets` save_to_disk"),
-        (["--data", "FILE@test"], "a file is evaluated whole"),
+        (["--data", "FILE@test"], "a file or a single saved Dataset is evaluated whole"),
         (
             ["--mode", "exact-order", "--scorer", "plackett-luce"],
             "scorer 'plackett-luce' is random",
