@@ -43,8 +43,15 @@ def gpt2_dir(tmp_path_factory):
     )
     fast.save_pretrained(path)
     torch.manual_seed(0)
+    eot = tok.token_to_id("<|endoftext|>")
     config = transformers.GPT2Config(
-        vocab_size=tok.get_vocab_size(), n_positions=16, n_embd=16, n_layer=1, n_head=2
+        vocab_size=tok.get_vocab_size(),
+        n_positions=16,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=eot,
+        eos_token_id=eot,
     )
     transformers.GPT2LMHeadModel(config).save_pretrained(path)
     return path
