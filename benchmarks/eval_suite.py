@@ -108,6 +108,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer steps, sequences and samples")
     p.add_argument("--steps", type=int, help="training steps per model (default 600; quick 150)")
     p.add_argument("--out", help="output directory (default: a temporary directory)")
+    p.add_argument("--reuse", action="store_true", help="reuse the checkpoints already in --out")
     args = p.parse_args()
     torch.set_num_threads(1)
     steps = args.steps or (150 if args.quick else 600)
@@ -136,6 +137,9 @@ def main() -> None:
         ("mdm", "mdm", []),
         ("lomdm", "lomdm", []),
     ):
+        if args.reuse and (out / name / "checkpoint").is_dir():
+            runs[name] = out / name
+            continue
         start = time.perf_counter()
         runs[name] = train(out, name, order, steps, extra)
         timings[f"train {name}"] = time.perf_counter() - start
@@ -167,13 +171,10 @@ def main() -> None:
         judges["gpt2-tiny (random)"] = HFJudge(gpt2)
     for name in ("mdm", "lomdm"):
         model, _cfg, data, _ = models[name]
-        for sampler_name, options in (
-            ("ancestral", {}),
-            ("remdm", {"strategy": "cap", "eta": 0.02}),
-        ):
+        for label, sampler_name, options in SAMPLERS:
             for t in sample_steps:
                 sampler = registry.build("sampler", sampler_name, steps=t, **options)
-                row = {"model": name, "sampler": sampler_name, "steps": t}
+                row = {"model": name, "sampler": label, "steps": t}
                 for judge_name, judge in judges.items():
                     start = time.perf_counter()
                     m = sample_quality(
@@ -192,6 +193,9 @@ def main() -> None:
                     row["entropy_bits"] = m["sample_unigram_entropy_bits"]
                     row["nfe"] = m["sample_nfe"]
                 results["gen_ppl"].append(row)
+    previous = out / "results.json"
+    if args.reuse and previous.is_file():  # keep the training times of the reused runs
+        timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
     results["timings_s"] = timings
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_tables(results, num_seq, num_samples)
