@@ -120,9 +120,38 @@ def test_history_can_be_switched_off():
 def test_bad_options_are_one_line_naming_the_value():
     with pytest.raises(ConfigError, match=r"sampler\[remdm\]\.eta: got 1.5; .*<= 1"):
         registry.build("sampler", "remdm", eta=1.5)
-    with pytest.raises(ConfigError, match=r"sampler\[remdm\]\.strategy: got 'loop'"):
-        registry.build("sampler", "remdm", strategy="loop")
+    with pytest.raises(ConfigError, match=r"sampler\[remdm\]\.strategy: got 'switch'"):
+        registry.build("sampler", "remdm", strategy="switch")
     with pytest.raises(ValueError, match="t_off < t_on.*t_off=0.5, t_on=0.4"):
         registry.build("sampler", "remdm", t_on=0.4, t_off=0.5)
     with pytest.raises(ConfigError, match="steps"):
         registry.build("sampler", "remdm", steps=0)
+
+
+def test_loop_freezes_alpha_inside_the_window_and_remasks_at_a_constant_level():
+    model = model_for("mdm")  # linear: α(t_on) = 1 − t_on
+    steps, t_on, t_off, eta = 20, 0.55, 0.05, 0.3
+    sampler = registry.build(
+        "sampler", "remdm", steps=steps, strategy="loop", t_on=t_on, t_off=t_off, eta=eta
+    )
+    assert sampler.model_time(0.9) == 0.9 and sampler.model_time(0.3) == t_on
+    assert sampler.model_time(0.025) == pytest.approx(0.025 * t_on / t_off)
+    r = sampler.sample(model, 32, generator=gen(6))
+    alpha = 1 - t_on
+    sigma_max = min(1.0, (1 - alpha) / alpha)
+    for j in range(r.steps):
+        tau = (steps - j) / steps
+        decoded = r.history[j] != model.mask_id
+        got = r.sigma[j][decoded]
+        if t_off < tau <= t_on:  # in the loop: σ = min(η, (1 − α)/α) on every decoded token
+            assert torch.allclose(got, torch.full_like(got, min(eta, sigma_max)), atol=1e-6)
+        else:
+            assert (got == 0).all()
+    in_loop = [j for j in range(r.steps) if t_off < (steps - j) / steps <= t_on]
+    masked = (r.history == model.mask_id).double().mean((1, 2))  # [S + 1]
+    assert r.remasked[in_loop].any()
+    # the masking level stays near 1 − α(t_on) = t_on while α is frozen
+    assert abs(float(masked[in_loop].mean()) - t_on) < 0.1
+    assert (r.tokens != model.mask_id).all() and (r.tokens < model.vocab_size).all()
+    with pytest.raises(ValueError, match="strategy 'loop' needs 0 < t_off < t_on < 1"):
+        registry.build("sampler", "remdm", strategy="loop")

@@ -22,8 +22,14 @@ Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_
                 paper weights σ by softmax(−ψ); its exact normalisation was not checked
                 against the original code, so this is our budget-preserving reading.
 
-Remasking is active while t_off < t ≤ t_on (ReMDM-"switch" with t_on < 1); the last step
-(s = 0, σ_max = 0) un-masks everything. Positions given by the caller are never re-masked.
+- `loop`:       ReMDM-loop: the sampler's time τ runs over the grid k/T; above t_on it is the
+                model's time, in [t_off, t_on) the model's time stays at t_on (α frozen:
+                a_R = 0, and σ^i = min(η, σ_max^i) with σ_max^i = (1 − α^i)/α^i re-masks and
+                un-masks at a constant masking level), below t_off it runs from t_on down to 0
+                (τ·t_on/t_off). Needs 0 < t_off < t_on < 1 (the paper: 0.05, 0.55, η = 0.02).
+
+Remasking is active while t_off < τ ≤ t_on (for the first three strategies τ = t; with
+t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks everything. Positions given by the caller are never re-masked.
 With η = 0 every step is exactly the ancestral sampler's: the same uniform draw decides
 un-masking (masked positions) and re-masking (decoded positions, disjoint), so the random
 stream, the samples and the NFE are identical for the same seed (tested).
@@ -43,7 +49,7 @@ from oemdm_core.sampler import initial_state
 from oemdm_core.sampling import sample_tokens
 from oemdm_samplers.segment import Segment, SegmentResult, check_common, uniform
 
-STRATEGIES = ("cap", "rescale", "confidence")
+STRATEGIES = ("cap", "rescale", "confidence", "loop")
 
 
 @dataclass
@@ -79,8 +85,8 @@ class RemaskingSampler(Sampler):
 
     class Options(Options):
         steps: int = Field(default=128, ge=1, description="Number of reverse steps T.")
-        strategy: Literal["cap", "rescale", "confidence"] = Field(
-            default="cap", description="How σ_t is set: cap, rescale or confidence (ReMDM)."
+        strategy: Literal["cap", "rescale", "confidence", "loop"] = Field(
+            default="cap", description="How σ_t is set: cap, rescale, confidence or loop (ReMDM)."
         )
         eta: float = Field(
             default=0.02, ge=0.0, le=1.0, description="η in [0, 1]: the cap or rescale factor."
@@ -125,6 +131,11 @@ class RemaskingSampler(Sampler):
             raise ValueError(
                 f"remasking window needs 0 <= t_off < t_on <= 1, got t_off={t_off}, t_on={t_on}"
             )
+        if strategy == "loop" and not 0.0 < t_off < t_on < 1.0:
+            raise ValueError(
+                f"strategy 'loop' needs 0 < t_off < t_on < 1 (e.g. t_off=0.05, t_on=0.55), "
+                f"got t_off={t_off}, t_on={t_on}"
+            )
         self.steps, self.strategy, self.eta = int(steps), strategy, float(eta)
         self.t_on, self.t_off = float(t_on), float(t_off)
         self.temperature, self.top_p, self.cache, self.history = temperature, top_p, cache, history
@@ -136,7 +147,7 @@ class RemaskingSampler(Sampler):
         sigma_max = torch.where(
             alpha_t > 0, (one_minus_alpha_s / alpha_t.clamp_min(1e-300)).clamp(max=1.0), 0.0
         )
-        if self.strategy == "cap":
+        if self.strategy in ("cap", "loop"):
             return sigma_max.clamp(max=self.eta)
         base = self.eta * sigma_max
         if self.strategy == "rescale":
@@ -145,6 +156,15 @@ class RemaskingSampler(Sampler):
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with nothing decoded
         count = decoded.sum(-1, keepdim=True).to(base.dtype)
         return torch.where(decoded, torch.minimum(base * count * weights, sigma_max), base)
+
+    def model_time(self, tau: float) -> float:
+        """The model's time at sampler time τ ∈ [0, 1]: τ itself, except for `loop` (frozen at
+        t_on on [t_off, t_on), rescaled to [0, t_on) below t_off)."""
+        if self.strategy != "loop" or tau >= self.t_on:
+            return tau
+        if tau >= self.t_off:
+            return self.t_on
+        return tau * self.t_on / self.t_off
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
@@ -182,8 +202,13 @@ class RemaskingSampler(Sampler):
             masked = z == mask_id
             if self.eta == 0 and not bool(masked.any()):
                 break  # nothing left to do (with η > 0, decoded tokens may still be revised)
-            t_k = segment.t_end + width * k / self.steps
-            s_k = segment.t_end + width * (k - 1) / self.steps
+            tau = k / self.steps  # sampler time: the fraction of the segment still to run
+            if self.strategy == "loop":
+                t_k = segment.t_end + width * self.model_time(tau)
+                s_k = segment.t_end + width * self.model_time((k - 1) / self.steps)
+            else:  # the ancestral sampler's grid, bit for bit
+                t_k = segment.t_end + width * k / self.steps
+                s_k = segment.t_end + width * (k - 1) / self.steps
             t = torch.full((z.shape[0],), t_k, device=z.device)
             s = torch.full((z.shape[0],), s_k, device=z.device)
             if out is None or changed or not reuse:
@@ -193,7 +218,7 @@ class RemaskingSampler(Sampler):
             prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n], a_R
             decoded = ~masked & ~keep
             sigma = torch.zeros_like(prob)
-            if self.eta > 0 and k > 1 and self.t_off < t_k <= self.t_on:
+            if self.eta > 0 and k > 1 and self.t_off < tau <= self.t_on:
                 alpha_t = reverse.alpha(t).to(torch.float64)
                 one_minus_t = reverse.one_minus_alpha(t).to(torch.float64)
                 one_minus_s = reverse.one_minus_alpha(s).to(torch.float64)
