@@ -12,8 +12,8 @@
 
 Every dataset is encoded with the checkpoint's tokenizer. Characters the tokenizer cannot
 represent (`Tokenizer.unrepresentable`) are counted and reported per dataset with how they
-were handled: encoded as the tokenizer's unknown id, or dropped where the tokenizer refuses
-them; nothing is mapped silently. Sequences follow the packed or padded protocol of
+were handled: encoded lossily (to the tokenizer's unknown id, or changed by its
+normalisation), or dropped where the tokenizer refuses them; nothing is mapped silently. Sequences follow the packed or padded protocol of
 `oemdm_core.loader`; the padded one needs a model trained with a pad id.
 """
 
@@ -137,8 +137,8 @@ class Encoded:
 
     tokens `[N]`, offsets `[D + 1]` (document d is tokens[offsets[d]:offsets[d + 1]]);
     characters: characters of the text; unrepresentable: counts of the characters the
-    tokenizer cannot represent; handling: how they were treated ('none', 'unknown id' when
-    the tokenizer encoded them to its unknown id or a changed form, 'dropped' when it refused
+    tokenizer cannot represent; handling: how they were treated ('none', 'lossy' when the
+    tokenizer encoded them to its unknown id or a changed form, 'dropped' when it refused
     them and they were removed before encoding).
     """
 
@@ -155,7 +155,7 @@ def encode_texts(texts: list[str], tokenizer: Tokenizer, split_lines: bool = Fal
     if split_lines:
         texts = [line for text in texts for line in text.splitlines() if line.strip()]
     bad = Counter(tokenizer.unrepresentable("".join(texts)))
-    handling = "unknown id" if bad else "none"
+    handling = "lossy" if bad else "none"
     try:
         pieces = [tokenizer.encode(t) for t in texts]
     except ValueError:  # the tokenizer refuses them: drop them, and say so

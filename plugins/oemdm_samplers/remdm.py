@@ -200,9 +200,9 @@ class RemaskingSampler(Sampler):
         width = segment.t_start - segment.t_end
         for step, k in enumerate(range(self.steps, 0, -1)):
             masked = z == mask_id
-            if self.eta == 0 and not bool(masked.any()):
-                break  # nothing left to do (with η > 0, decoded tokens may still be revised)
             tau = k / self.steps  # sampler time: the fraction of the segment still to run
+            if not bool(masked.any()) and (self.eta == 0 or tau <= self.t_off):
+                break  # nothing left to do (with remasking ahead, tokens may still be revised)
             if self.strategy == "loop":
                 t_k = segment.t_end + width * self.model_time(tau)
                 s_k = segment.t_end + width * self.model_time((k - 1) / self.steps)
