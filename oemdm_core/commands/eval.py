@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.judge and not args.samples:
         raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
     scorer = build_scorer(args, registry)
-    model, cfg, base_data, ckpt = load(args.checkpoint, registry, args.device)
+    model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
         judge = parse_judge(args.judge, registry, args.device)
     if args.data:
-        return run_zero_shot(args, model, cfg, base_data, ckpt, specs, score)
+        return run_zero_shot(args, model, cfg, ckpt, specs, score)
     from oemdm_core.loader import eval_batches
     from oemdm_core.training_state import TOKENIZER_FILE, load_json
 
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
                 args.samples,
                 judge,
                 seed=ev.seed,
-                tokenizer=base_data.tokenizer,
-                decode=base_data.decode,
+                tokenizer=data.tokenizer,
+                decode=data.decode,
             )
         )
     print(metrics_table(metrics))
@@ -201,12 +201,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_zero_shot(args, model, cfg, data, ckpt, specs, score) -> int:
+def run_zero_shot(args, model, cfg, ckpt, specs, score) -> int:
     """`--data`: one row per dataset, through the checkpoint's tokenizer."""
+    from oemdm_core.loader import build_data
+    from oemdm_core.registry import registry
+    from oemdm_core.training_state import TOKENIZER_FILE, load_json
     from oemdm_core.zero_shot import format_table, prepare, zero_shot
 
     if args.samples:
         raise ValueError("--samples is not used with --data (zero-shot scores data only)")
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
     prepared = prepare(
         specs,
         data.tokenizer,
