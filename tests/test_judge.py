@@ -119,9 +119,12 @@ def test_eval_reports_gen_ppl_entropy_and_samples_with_an_hf_judge(gpt2_dir, tmp
     assert main(["train", *[a for o in args for a in ("--set", o)]]) == 0
     out = tmp_path / "m.json"
     argv = ["eval", str(tmp_path / "run"), "--max-sequences", "2", "--num-times", "2"]
-    assert main([*argv, "--samples", "3", "--judge", f"hf:{gpt2_dir}", "--json", str(out)]) == 0
+    remdm = ["--sampler", "remdm", "--sampler-set", "steps=8", "--sampler-set", "eta=0.5"]
+    judge_hf = ["--judge", f"hf:{gpt2_dir}", "--json", str(out)]
+    assert main([*argv, "--samples", "3", *remdm, *judge_hf]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["samples"] == 3 and metrics["gen_judge_tokens"] > 0
+    assert 1 <= metrics["sample_nfe"] <= 8  # the remdm sampler with 8 steps
     assert metrics["gen_perplexity"] > 1 and "sample_unigram_entropy_bits" in metrics
     # an oemdm judge with another tokenizer (byte vs the run's char): through text, not ids
     judge = tmp_path / "judge"

@@ -151,6 +151,12 @@ def test_exact_order_from_the_command_line(runs, capsys):
         (["--mode", "exact-order", "--per-step", "0"], "--per-step must be >= 1, got 0"),
         (["--judge", "RUN"], "scores samples: add --samples N"),
         (
+            ["--samples", "1", "--sampler", "remdm", "--sampler-set", "eta=3"],
+            r"sampler\[remdm\]\.eta: got 3",
+        ),
+        (["--sampler-set", "steps=3"], "choose the --samples sampler: add --samples N"),
+        (["--samples", "1", "--sampler-set", "steps"], "--sampler-set 'steps': expected key=value"),
+        (
             ["--samples", "1", "--judge", "hf:DIR"],
             "lacks a model config \\(config.json\\), model weights",
         ),

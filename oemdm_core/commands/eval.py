@@ -56,6 +56,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "report unigram entropy and repetition rate.",
     )
     parser.add_argument(
+        "--sampler", help="--samples: sampler registry name (default: the config's)."
+    )
+    parser.add_argument(
+        "--sampler-set",
+        dest="sampler_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--samples: sampler option, e.g. --sampler-set steps=256 (repeatable).",
+    )
+    parser.add_argument(
         "--judge",
         metavar="CKPT|hf:DIR",
         help="Judge of the samples (generative perplexity): an oemdm AR checkpoint, or "
@@ -109,6 +120,24 @@ def build_scorer(args: argparse.Namespace, registry):
     return scorer
 
 
+def build_sampler(args: argparse.Namespace, spec, registry):
+    """The `--samples` sampler: `--sampler` (default: the config's `spec`) with the config's
+    options if it is the same sampler, then `--sampler-set` options; validated (one line)."""
+    import yaml
+
+    from oemdm_core.errors import ConfigError
+
+    name = args.sampler or spec.name
+    options = dict(spec.options) if name == spec.name else {}
+    for item in args.sampler_options:
+        if "=" not in item:
+            raise ConfigError(f"--sampler-set {item!r}: expected key=value, e.g. steps=256")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    cls = registry.get("sampler", name)
+    return cls.from_options(cls.validate_options(prefix=f"sampler[{name}]", **options))
+
+
 def run(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -119,8 +148,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.judge and not args.samples:
         raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
+    if (args.sampler or args.sampler_options) and not args.samples:
+        raise ValueError(
+            "--sampler and --sampler-set choose the --samples sampler: add --samples N"
+        )
     scorer = build_scorer(args, registry)
     model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    sampler = build_sampler(args, cfg.sampling.sampler, registry) if args.samples else None
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
@@ -182,8 +216,6 @@ def run(args: argparse.Namespace) -> int:
     if args.samples:
         from oemdm_core.sample_metrics import sample_quality
 
-        spec = cfg.sampling.sampler
-        sampler = registry.build("sampler", spec.name, **spec.options)
         metrics.update(
             sample_quality(
                 model,
