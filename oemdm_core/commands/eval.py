@@ -154,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
         )
     scorer = build_scorer(args, registry)
     model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
-    sampler = build_sampler(args, cfg.sampling.sampler, registry) if args.samples else None
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
@@ -181,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         if scorer is None
         else partial(evaluate_exact_order, model, scorer=scorer, per_step=args.per_step)
     )
+    sampler = build_sampler(args, cfg.sampling.sampler, registry) if args.samples else None
     if args.data:
         from oemdm_core.zero_shot import parse_data_spec
 
