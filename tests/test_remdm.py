@@ -38,8 +38,11 @@ def test_eta_zero_reproduces_the_ancestral_sampler_exactly(order, strategy):
 def test_remasking_respects_the_bounds_of_each_strategy():
     model = model_for("mdm")  # linear schedule: α_t = 1 − t, σ_max = min(1, s / (1 − t))
     steps = 10
-    for strategy, eta in (("cap", 0.3), ("rescale", 0.5), ("confidence", 0.5)):
-        sampler = registry.build("sampler", "remdm", steps=steps, strategy=strategy, eta=eta)
+    cases = (("cap", 0.3, "paper"), ("rescale", 0.5, "paper"), ("confidence", 1.0, "paper"))
+    for strategy, eta, scale in (*cases, ("confidence", 0.5, "count")):
+        sampler = registry.build(
+            "sampler", "remdm", steps=steps, strategy=strategy, eta=eta, conf_scale=scale
+        )
         r = sampler.sample(model, 16, generator=gen(1))
         masked_before = r.history[:-1] == model.mask_id  # [S, N, L]
         assert (r.sigma[masked_before] == 0).all()  # σ lives on decoded positions only
@@ -53,12 +56,17 @@ def test_remasking_respects_the_bounds_of_each_strategy():
                 assert torch.allclose(got, torch.full_like(got, min(eta, sigma_max)), atol=1e-6)
             elif strategy == "rescale":
                 assert torch.allclose(got, torch.full_like(got, eta * sigma_max), atol=1e-6)
-            else:  # the rescale budget, redistributed over the decoded positions
+            else:  # softmax(−ψ) weights on the decoded positions times η·σ_max
                 if j == r.steps // 2:  # confidences differ, so σ does too
-                    assert float(got.max() - got.min()) > 1e-6
+                    assert float(got.max() - got.min()) > 1e-9
                 for n in range(16):
                     row = r.sigma[j, n][decoded[n]]
-                    assert float(row.sum()) <= eta * sigma_max * row.numel() + 1e-6
+                    if row.numel() == 0:
+                        continue
+                    if scale == "paper":  # the weights sum to 1
+                        assert float(row.sum()) == pytest.approx(eta * sigma_max, abs=1e-6)
+                    else:  # the rescale budget n·η·σ_max, redistributed (clipped at σ_max)
+                        assert float(row.sum()) <= eta * sigma_max * row.numel() + 1e-6
         assert r.sigma[-1].eq(0).all()  # the last step (s = 0) re-masks nothing
 
 

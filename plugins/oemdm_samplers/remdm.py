@@ -15,13 +15,15 @@ Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_
 
 - `cap`:        σ^i = min(η, σ_max^i)                  (ReMDM "max-capped", η = η_cap)
 - `rescale`:    σ^i = η · σ_max^i                      (ReMDM "max-rescale", η = η_rescale)
-- `confidence`: σ^i = min(σ_max^i, η·σ_max^i · n·softmax_j(−ψ^j)_i) over the n decoded
-                positions, ψ^j the model's probability of token j when it was drawn: the
-                `rescale` budget, redistributed towards the least confident tokens (the sum
-                over decoded positions is that of `rescale` unless the clip binds). The
-                paper weights σ by softmax(−ψ); its exact normalisation was not checked
-                against the original code, so this is our budget-preserving reading.
-
+- `confidence`: σ^i = softmax_j(−ψ^j)_i · η·σ_max^i over the decoded positions, ψ^j the
+                model's probability of token j when it was last drawn (ReMDM-conf, as the
+                ReMDM project page defines it: masked positions have ψ = ∞, weight 0; the
+                base σ_t here is `rescale`'s, η = 1 gives σ_max). The weights sum to 1, so
+                about σ_t tokens per sequence are re-masked per step. `conf_scale="count"`
+                multiplies by the number n of decoded tokens (clipped at σ_max): the `rescale`
+                budget of n·σ_t re-maskings, redistributed towards the least confident tokens
+                (our variant). Masked positions un-mask with the base σ_t in both; how the
+                original code treats them there was not checked.
 - `loop`:       ReMDM-loop: the sampler's time τ runs over the grid k/T; above t_on it is the
                 model's time, in [t_off, t_on) the model's time stays at t_on (α frozen:
                 a_R = 0, and σ^i = min(η, σ_max^i) with σ_max^i = (1 − α^i)/α^i re-masks and
@@ -29,7 +31,8 @@ Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_
                 (τ·t_on/t_off). Needs 0 < t_off < t_on < 1 (the paper: 0.05, 0.55, η = 0.02).
 
 Remasking is active while t_off < τ ≤ t_on (for the first three strategies τ = t; with
-t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks everything. Positions given by the caller are never re-masked.
+t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks everything.
+Positions given by the caller are never re-masked.
 With η = 0 every step is exactly the ancestral sampler's: the same uniform draw decides
 un-masking (masked positions) and re-masking (decoded positions, disjoint), so the random
 stream, the samples and the NFE are identical for the same seed (tested).
@@ -91,6 +94,10 @@ class RemaskingSampler(Sampler):
         eta: float = Field(
             default=0.02, ge=0.0, le=1.0, description="η in [0, 1]: the cap or rescale factor."
         )
+        conf_scale: Literal["paper", "count"] = Field(
+            default="paper",
+            description="confidence: softmax weights as in ReMDM (paper) or × decoded count.",
+        )
         t_on: float = Field(
             default=1.0, gt=0.0, le=1.0, description="Remask only while t <= t_on (switch)."
         )
@@ -115,6 +122,7 @@ class RemaskingSampler(Sampler):
         steps: int = 128,
         strategy: str = "cap",
         eta: float = 0.02,
+        conf_scale: str = "paper",
         t_on: float = 1.0,
         t_off: float = 0.0,
         temperature: float = 1.0,
@@ -136,7 +144,10 @@ class RemaskingSampler(Sampler):
                 f"strategy 'loop' needs 0 < t_off < t_on < 1 (e.g. t_off=0.05, t_on=0.55), "
                 f"got t_off={t_off}, t_on={t_on}"
             )
+        if conf_scale not in ("paper", "count"):
+            raise ValueError(f"conf_scale must be 'paper' or 'count', got {conf_scale!r}")
         self.steps, self.strategy, self.eta = int(steps), strategy, float(eta)
+        self.conf_scale = conf_scale
         self.t_on, self.t_off = float(t_on), float(t_off)
         self.temperature, self.top_p, self.cache, self.history = temperature, top_p, cache, history
 
@@ -154,8 +165,9 @@ class RemaskingSampler(Sampler):
             return base
         logits = torch.where(decoded, -psi, -torch.inf)
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with nothing decoded
-        count = decoded.sum(-1, keepdim=True).to(base.dtype)
-        return torch.where(decoded, torch.minimum(base * count * weights, sigma_max), base)
+        if self.conf_scale == "count":
+            weights = weights * decoded.sum(-1, keepdim=True).to(base.dtype)
+        return torch.where(decoded, torch.minimum(base * weights, sigma_max), base)
 
     def model_time(self, tau: float) -> float:
         """The model's time at sampler time τ ∈ [0, 1]: τ itself, except for `loop` (frozen at
