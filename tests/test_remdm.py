@@ -163,3 +163,21 @@ def test_loop_freezes_alpha_inside_the_window_and_remasks_at_a_constant_level():
     assert (r.tokens != model.mask_id).all() and (r.tokens < model.vocab_size).all()
     with pytest.raises(ValueError, match="strategy 'loop' needs 0 < t_off < t_on < 1"):
         registry.build("sampler", "remdm", strategy="loop")
+
+
+def test_loop_at_the_papers_masking_level():
+    model = model_for("mdm")  # linear: t_loop = 0.1 is α = 0.9 in the loop
+    sampler = registry.build(
+        "sampler", "remdm", steps=40, strategy="loop", t_on=0.55, t_off=0.05, t_loop=0.1, eta=0.5
+    )
+    assert sampler.model_time(1.0) == 1.0 and sampler.model_time(0.55) == pytest.approx(0.1)
+    assert sampler.model_time(0.775) == pytest.approx(0.55)  # halfway: 1 → t_loop linearly
+    r = sampler.sample(model, 32, generator=gen(7))
+    in_loop = [j for j in range(r.steps) if 0.05 < (40 - j) / 40 <= 0.55]
+    decoded = r.history[in_loop] != model.mask_id
+    sigma = r.sigma[in_loop][decoded]
+    assert torch.allclose(sigma, torch.full_like(sigma, (1 - 0.9) / 0.9), atol=1e-5)
+    masked = (r.history[in_loop] == model.mask_id).double().mean()
+    assert abs(float(masked) - 0.1) < 0.05
+    with pytest.raises(ConfigError, match="t_loop"):
+        registry.build("sampler", "remdm", strategy="loop", t_on=0.5, t_off=0.1, t_loop=1.0)

@@ -24,11 +24,13 @@ Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_
                 budget of n·σ_t re-maskings, redistributed towards the least confident tokens
                 (our variant). Masked positions un-mask with the base σ_t in both; how the
                 original code treats them there was not checked.
-- `loop`:       ReMDM-loop: the sampler's time τ runs over the grid k/T; above t_on it is the
-                model's time, in [t_off, t_on) the model's time stays at t_on (α frozen:
-                a_R = 0, and σ^i = min(η, σ_max^i) with σ_max^i = (1 − α^i)/α^i re-masks and
-                un-masks at a constant masking level), below t_off it runs from t_on down to 0
-                (τ·t_on/t_off). Needs 0 < t_off < t_on < 1 (the paper: 0.05, 0.55, η = 0.02).
+- `loop`:       ReMDM-loop, on the sampler's time τ = k/T: for τ in [t_on, 1] the model's
+                time runs from 1 down to t_loop (default t_loop = t_on: τ itself), for τ in
+                [t_off, t_on) it stays at t_loop (α frozen: a_R = 0, and σ^i = min(η, σ_max^i)
+                with σ_max^i = (1 − α^i)/α^i re-masks and un-masks at one masking level),
+                below t_off it runs from t_loop down to 0. Needs 0 < t_off < t_on < 1. The
+                original runs use t_on = 0.55, t_off = 0.05, η = 0.02 and α = 0.9 in the
+                loop: t_loop = 0.1 with the linear schedule.
 
 Remasking is active while t_off < τ ≤ t_on (for the first three strategies τ = t; with
 t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks everything.
@@ -98,6 +100,9 @@ class RemaskingSampler(Sampler):
             default="paper",
             description="confidence: softmax weights as in ReMDM (paper) or × decoded count.",
         )
+        t_loop: float | None = Field(
+            default=None, gt=0.0, lt=1.0, description="loop: model time of the loop (None = t_on)."
+        )
         t_on: float = Field(
             default=1.0, gt=0.0, le=1.0, description="Remask only while t <= t_on (switch)."
         )
@@ -123,6 +128,7 @@ class RemaskingSampler(Sampler):
         strategy: str = "cap",
         eta: float = 0.02,
         conf_scale: str = "paper",
+        t_loop: float | None = None,
         t_on: float = 1.0,
         t_off: float = 0.0,
         temperature: float = 1.0,
@@ -147,7 +153,9 @@ class RemaskingSampler(Sampler):
         if conf_scale not in ("paper", "count"):
             raise ValueError(f"conf_scale must be 'paper' or 'count', got {conf_scale!r}")
         self.steps, self.strategy, self.eta = int(steps), strategy, float(eta)
-        self.conf_scale = conf_scale
+        if t_loop is not None and not 0.0 < t_loop < 1.0:
+            raise ValueError(f"t_loop must lie in (0, 1), got {t_loop}")
+        self.conf_scale, self.t_loop = conf_scale, t_loop
         self.t_on, self.t_off = float(t_on), float(t_off)
         self.temperature, self.top_p, self.cache, self.history = temperature, top_p, cache, history
 
@@ -170,13 +178,16 @@ class RemaskingSampler(Sampler):
         return torch.where(decoded, torch.minimum(base * weights, sigma_max), base)
 
     def model_time(self, tau: float) -> float:
-        """The model's time at sampler time τ ∈ [0, 1]: τ itself, except for `loop` (frozen at
-        t_on on [t_off, t_on), rescaled to [0, t_on) below t_off)."""
-        if self.strategy != "loop" or tau >= self.t_on:
+        """The model's time at sampler time τ ∈ [0, 1]: τ itself, except for `loop` (see
+        module: 1 → t_loop on [t_on, 1], t_loop on [t_off, t_on), t_loop → 0 below t_off)."""
+        if self.strategy != "loop":
             return tau
+        t_loop = self.t_on if self.t_loop is None else self.t_loop
+        if tau >= self.t_on:
+            return t_loop + (tau - self.t_on) / (1.0 - self.t_on) * (1.0 - t_loop)
         if tau >= self.t_off:
-            return self.t_on
-        return tau * self.t_on / self.t_off
+            return t_loop
+        return tau * t_loop / self.t_off
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
