@@ -306,13 +306,13 @@ def test_block_sampler_errors():
 
 
 # -- common validation -----------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "ar", "block"])
+@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "remdm", "ar", "block"])
 def test_option_validation(name):
     with pytest.raises(ConfigError, match="top_p"):
         registry.build("sampler", name, top_p=0.0)
     with pytest.raises(ConfigError, match="top_p"):
         registry.build("sampler", name, top_p=1.5)
-    if name in ("ancestral", "block"):
+    if name in ("ancestral", "remdm", "block"):
         with pytest.raises(ConfigError, match="steps"):
             registry.build("sampler", name, steps=0)
     cls = registry.get("sampler", name)
@@ -320,7 +320,7 @@ def test_option_validation(name):
         cls(top_p=2.0)
 
 
-@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "ar", "block"])
+@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "remdm", "ar", "block"])
 def test_seeded_and_prefix_checks(name):
     model = ar_model() if name == "ar" else block_model()
     sampler = registry.build("sampler", name)
