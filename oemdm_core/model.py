@@ -55,13 +55,13 @@ class OeMDM(nn.Module):
             raise ValueError(
                 f"length {self.length} exceeds the backbone's max_length {backbone.max_length}"
             )
+        order.check_length(self.length)
+        order.bind(backbone)  # first: an order may explain which of its options reads features
         if order.needs_features and not backbone.exposes_hidden:
             raise ValueError(
                 f"order '{order.name}' reads backbone hidden states, but backbone "
                 f"'{backbone.name}' exposes none; use a backbone with hidden states (e.g. 'transformer')"
             )
-        order.check_length(self.length)
-        order.bind(backbone)
         reason = self.estimator.unsupported_reason(self)
         if reason is not None:
             raise ValueError(f"estimator '{self.estimator.name}' cannot serve this model: {reason}")
@@ -142,11 +142,22 @@ class OeMDM(nn.Module):
         return self.backbone(z_t, t)
 
     def clean_features(self, x: Tensor) -> Tensor:
-        """Backbone hidden states of the clean sequence, `[B, L, D]` (features f(x))."""
-        out = self.backbone(x, torch.zeros(x.shape[0], device=x.device))
+        """Backbone hidden states of the clean sequence, `[B, L, D]` (features f(x)).
+
+        For an order with `feature_gradient = False` (stop-gradient schedulers) the pass runs
+        under `torch.no_grad`: a forward pass only, and no gradient reaches the backbone."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.order.feature_gradient):
+            out = self.backbone(x, torch.zeros(x.shape[0], device=x.device))
         if out.hidden is None:
             raise ValueError(f"backbone '{self.backbone.name}' exposes no hidden states")
         return out.hidden
+
+    def generation_weights(self, x: Tensor) -> Tensor | None:
+        """The order's Plackett–Luce weights `[B, L]` on clean `x: [B, L]` (higher = generated
+        earlier), or None when the order has none (see `Order.generation_weights`)."""
+        self.check_tokens(x)
+        features = self.clean_features(x) if self.order.needs_features else None
+        return self.order.generation_weights(x, self.schedule, features)
 
     def forward_schedule(self, x: Tensor) -> PositionSchedule:
         """Forward schedule α_F(x, ·) of the clean batch `x: [B, L]`."""

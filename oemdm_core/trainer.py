@@ -28,7 +28,7 @@ from oemdm_core.evaluation import EvalResult, evaluate
 from oemdm_core.experiment import ExperimentConfig, check_components, config_differences, flatten
 from oemdm_core.loader import Data, build_data, eval_batches, shard_indices
 from oemdm_core.model import OeMDM
-from oemdm_core.run_log import RunLogger
+from oemdm_core.run_log import RunLogger, group_grad_norms, order_statistics, parameter_groups
 from oemdm_core.training_state import (
     CHECKPOINT_DIR,
     EXPERIMENT_FILE,
@@ -233,7 +233,9 @@ def fit(
 
     # -- the loop ------------------------------------------------------------------------
     stop = min(tc.steps, tc.stop_after or tc.steps)
-    window: list[Tensor] = []  # per step [total, reconstruction, velocity_matching, grad_norm]
+    groups = parameter_groups(model)
+    # per step: [total, reconstruction, velocity_matching, grad_norm, *group grad norms]
+    window: list[Tensor] = []
     window_start, tokens_since, t0 = step, 0, time.perf_counter()
     bar = None
     if tc.progress and rank == 0:
@@ -266,6 +268,7 @@ def fit(
                     .float()
                     / tc.grad_accum
                 )
+            group_norms = group_grad_norms(groups)  # before clipping, like grad_norm
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")
             )
@@ -276,14 +279,16 @@ def fit(
                 torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
             step += 1
             tokens_since += tc.batch_size * length
-            window.append(torch.cat([sums, grad_norm.detach().float().reshape(1)]))
+            window.append(
+                torch.cat([sums, grad_norm.detach().float().reshape(1), group_norms.to(device)])
+            )
             if on_step is not None:
                 on_step(step, model)
             eval_due = tc.eval_every and step % tc.eval_every == 0
             ckpt_due = tc.checkpoint_every and step % tc.checkpoint_every == 0
             if step % tc.log_every == 0 or eval_due or ckpt_due or step == stop:
                 # The only host sync of the loop: once per logging interval.
-                stacked = torch.stack(window)  # [steps in window, 4]
+                stacked = torch.stack(window)  # [steps in window, 4 + groups]
                 if world > 1:
                     dist.all_reduce(stacked)
                     stacked /= world
@@ -310,6 +315,13 @@ def fit(
                     "train/lr": scheduler.get_last_lr()[0],
                     "train/tokens_per_s": tokens_since / max(elapsed, 1e-9),
                 }
+                for i, name in enumerate(groups):
+                    scalars[f"train/grad_norm/{name}"] = float(mean[4 + i])
+                if model.order.learned and rank == 0:
+                    with torch.no_grad():
+                        w = model.generation_weights(x)
+                    if w is not None:
+                        scalars.update(order_statistics(w))
                 if eval_due:
                     last_eval = run_eval()
                     scalars["eval/bits_per_token"] = last_eval.bits_per_token

@@ -38,7 +38,7 @@ def test_one_exponent_per_vocabulary_item():
 
 
 def test_init_one_is_mdm_with_the_linear_schedule():
-    genmd4 = tiny_model({"name": "genmd4", "K": 1}, length=5)
+    genmd4 = tiny_model({"name": "genmd4", "K": 1, "shared_time": False}, length=5)
     mdm = tiny_model("mdm", "linear", length=5)
     x = torch.randint(0, 3, (12, 5), generator=torch.Generator().manual_seed(0))
     a = genmd4.nelbo(x, generator=torch.Generator().manual_seed(3))

@@ -34,6 +34,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge", metavar="CKPT", help="AR checkpoint scoring the samples: generative perplexity."
     )
+    add_reverse_scheduler_argument(parser)
+
+
+def add_reverse_scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reverse-scheduler",
+        choices=["learned", "off"],
+        default="learned",
+        help="off: switch a learned order's reverse scheduler off (LoMDM: ŵ ≡ c1, MDM's "
+        "random order with the same denoiser; the paper's c2 = 0 sampling ablation).",
+    )
+
+
+def set_reverse_scheduler(model, choice: str) -> None:
+    """Apply `--reverse-scheduler` to `model`; a one-line error for orders without one."""
+    if choice == "learned":
+        return
+    if not model.order.has_reverse_scheduler:
+        from oemdm_core.errors import ConfigError
+
+        raise ConfigError(
+            f"--reverse-scheduler off: order '{model.order.name}' has no learned reverse "
+            "scheduler to switch off (orders that have one: lomdm); use 'learned'"
+        )
+    model.order.reverse_scheduler_enabled = False
 
 
 def load(checkpoint: str, registry, device: str = "cpu"):
@@ -72,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from oemdm_core.registry import registry
 
     model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
@@ -106,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(ckpt),
         "split": cfg.evaluation.split,
         "order": model.order.name,
+        "reverse_scheduler": args.reverse_scheduler,
         **result.as_dict(),
     }
     if args.samples:

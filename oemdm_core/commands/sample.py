@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from oemdm_core.commands.eval import add_reverse_scheduler_argument
+
 NAME = "sample"
 HELP = "Draw samples from a checkpoint and print them as text."
 
@@ -24,17 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help="Text fixed at the start of every sample.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+    add_reverse_scheduler_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from oemdm_core.commands.eval import load
+    from oemdm_core.commands.eval import load, set_reverse_scheduler
     from oemdm_core.errors import ConfigError
     from oemdm_core.registry import registry
 
     model, cfg, data, _ = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
     spec = cfg.sampling.sampler
     name = args.sampler or spec.name
     options = dict(spec.options) if name == spec.name else {}

@@ -23,7 +23,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from oemdm_core import Options, Order
@@ -44,11 +44,39 @@ class GenMD4(Order):
         init: float = Field(
             default=1.0, gt=0, description="Initial exponent of every token (1 = linear MDLM)."
         )
+        stop_gradient: bool = Field(
+            default=True,
+            description="The reverse scheduler reads detached denoiser logits, so velocity "
+            "matching trains ρ only; false lets it train the denoiser too.",
+        )
+        shared_time: bool = Field(
+            default=True,
+            validate_default=True,
+            description="The K draws of a sequence share one t (needs K >= 2).",
+        )
+        t_min: float = Field(
+            default=0.0,
+            ge=0.0,
+            lt=0.5,
+            description="Training times on [t_min, 1]; 0 is unbiased, > 0 drops ∫_0^t_min.",
+        )
 
-    def __init__(self, K: int = 2, init: float = 1.0) -> None:
+        @field_validator("shared_time")
+        @classmethod
+        def _shared_needs_draws(cls, shared: bool, info) -> bool:
+            if shared and info.data.get("K") == 1:
+                raise ValueError(
+                    "shared_time=true needs K >= 2 draws per sequence (got K=1); "
+                    "set shared_time=false or K >= 2"
+                )
+            return shared
+
+    def __init__(self, **options) -> None:
         super().__init__()
-        self.options = self.validate_options(K=K, init=init)
-        self.K, self.init = int(K), float(init)
+        self.options = self.validate_options(**options)
+        o = self.options
+        self.K, self.init = o.K, o.init
+        self.shared_time, self.t_min = o.shared_time, o.t_min
         self.rho: nn.Parameter | None = None
 
     @property
@@ -62,6 +90,10 @@ class GenMD4(Order):
         inverse_softplus = self.init + math.log(-math.expm1(-self.init))
         self.rho = nn.Parameter(torch.full((backbone.vocab_size,), inverse_softplus))
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """ρ, the token-keyed forward exponents (the reverse scheduler has no parameters)."""
+        return {"forward_scheduler": [self.rho] if self.rho is not None else []}
+
     def weights(self) -> Tensor:
         """The exponents w = softplus(ρ): `[V]`, > 0."""
         if self.rho is None:
@@ -74,6 +106,10 @@ class GenMD4(Order):
         """α_F^i(x, t) = 1 − t^{w[x^i]} for clean `x: [B, L]`."""
         return PowerSchedule(self.weights()[x])
 
+    def generation_weights(self, x, base, features=None) -> Tensor:
+        """The forward exponents w[x^i] `[B, L]` (Plackett–Luce weights of the order)."""
+        return self.weights()[x]
+
     def reverse_schedule(self, z_t, t, base, out=None):
         """α_R^i(z_t, s) = 1 − s^{ŵ^i}, ŵ^i = 1 / Σ_v p_θ(v|z_t)_i / w[v] at masked positions.
 
@@ -84,7 +120,8 @@ class GenMD4(Order):
                 "call it through OeMDM.reverse_schedule, which supplies them"
             )
         w = self.weights()  # [V]
-        probs = torch.softmax(out.logits.float(), dim=-1)  # [B, L, V]
+        logits = out.logits.detach() if self.options.stop_gradient else out.logits
+        probs = torch.softmax(logits.float(), dim=-1)  # [B, L, V]
         w_hat = 1.0 / (probs @ (1.0 / w))  # [B, L]
         vocab = w.shape[0]
         clean = z_t < vocab
