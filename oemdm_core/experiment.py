@@ -87,11 +87,17 @@ class TrainingConfig(Section):
     checkpoint_every: int = Field(
         default=500, ge=0, description="Steps between checkpoints (0 = end only)."
     )
+    keep_checkpoints: int = Field(
+        default=2,
+        gt=0,
+        description="Checkpoints kept (newest first), so a corrupt newest one is not fatal.",
+    )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
     compile: bool = Field(default=False, description="torch.compile the backbone.")
     run_dir: str | None = Field(
-        default=None, description="Output directory (default runs/<order>-<timestamp>)."
+        default=None,
+        description="Output directory (default a fresh runs/<order>-<timestamp>[-k]).",
     )
     progress: bool = Field(default=True, description="Show a progress bar.")
 
@@ -301,6 +307,7 @@ RESUMABLE_KEYS = (
     "training.progress",
     "training.run_dir",
     "training.device",
+    "training.keep_checkpoints",
 )
 
 
