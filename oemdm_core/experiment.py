@@ -308,6 +308,7 @@ RESUMABLE_KEYS = (
     "training.run_dir",
     "training.device",
     "training.keep_checkpoints",
+    "training.checkpoint_every",
 )
 
 

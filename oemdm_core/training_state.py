@@ -161,8 +161,15 @@ def save_versioned_checkpoint(
         raise CheckpointWriteError(
             f"could not write checkpoint {root / name}: {write_failure(exc, root)}; {kept}"
         ) from exc
-    for old in checkpoint_versions(run_dir)[max(1, keep) :]:
-        shutil.rmtree(old, ignore_errors=True)
+    kept_steps: set[int] = set()
+    for version in checkpoint_versions(run_dir):
+        key = version_key(version) or (-1, 0)
+        # a later write at the same step supersedes the earlier one (the final checkpoint
+        # after a periodic one: only its eval differs)
+        if key[0] in kept_steps or len(kept_steps) >= max(1, keep):
+            shutil.rmtree(version, ignore_errors=True)
+        else:
+            kept_steps.add(key[0])
     for stale in root.glob(".step-*.tmp-*"):  # temporaries of a crashed writer
         shutil.rmtree(stale, ignore_errors=True)
     return target
