@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from oemdm_core.registry import Registry, registry  # no torch; binds the name `registry`
+# to the instance (a lazy name would be shadowed by the submodule `oemdm_core.registry`)
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -40,15 +43,13 @@ _EXPORTS: dict[str, str] = {
     "PositionSchedule": "oemdm_core.position_schedule",
     "WindowedSchedule": "oemdm_core.position_schedule",
     "block_windows": "oemdm_core.position_schedule",
-    "Registry": "oemdm_core.registry",
-    "registry": "oemdm_core.registry",
     "Sampler": "oemdm_core.sampler",
     "SampleResult": "oemdm_core.sampler",
     "Scorer": "oemdm_core.sampler",
     "BaseSchedule": "oemdm_core.schedule",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, "Registry", "registry", "__version__"])
 
 
 def __getattr__(name: str) -> Any:
@@ -82,6 +83,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from oemdm_core.nelbo import NELBOTerms
     from oemdm_core.order import Order
     from oemdm_core.position_schedule import PositionSchedule, WindowedSchedule, block_windows
-    from oemdm_core.registry import Registry, registry
     from oemdm_core.sampler import Sampler, SampleResult, Scorer
     from oemdm_core.schedule import BaseSchedule
