@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from oemdm_core.registry import Registry, registry  # no torch; binds the name `registry`
+
 # to the instance (a lazy name would be shadowed by the submodule `oemdm_core.registry`)
 
 __version__ = "0.1.0"
@@ -49,7 +50,39 @@ _EXPORTS: dict[str, str] = {
     "BaseSchedule": "oemdm_core.schedule",
 }
 
-__all__ = sorted([*_EXPORTS, "Registry", "registry", "__version__"])
+__all__ = [
+    "ATTENTION_MODES",
+    "Backbone",
+    "BaseSchedule",
+    "Component",
+    "ComponentSpec",
+    "ConfigError",
+    "Dataset",
+    "DenoiserOutput",
+    "DuplicateComponentError",
+    "Estimator",
+    "KINDS",
+    "MissingPluginError",
+    "ModelConfig",
+    "MonteCarloEstimator",
+    "NELBOTerms",
+    "OeMDM",
+    "OeMDMError",
+    "Options",
+    "Order",
+    "PositionSchedule",
+    "Registry",
+    "SampleResult",
+    "Sampler",
+    "Scorer",
+    "Tokenizer",
+    "UnknownComponentError",
+    "WindowedSchedule",
+    "__version__",
+    "block_windows",
+    "hookimpl",
+    "registry",
+]
 
 
 def __getattr__(name: str) -> Any:

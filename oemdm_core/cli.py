@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print(f"oemdm {args.command}: {one_line(exc) if str(exc) else 'interrupted'}", file=sys.stderr)
+        print(
+            f"oemdm {args.command}: {one_line(exc) if str(exc) else 'interrupted'}", file=sys.stderr
+        )
         return getattr(exc, "exit_code", 130)
     except (OeMDMError, ValueError, FileNotFoundError) as exc:
         if args.debug:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.strict import NoBoolNumbers

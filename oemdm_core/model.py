@@ -133,7 +133,9 @@ class OeMDM(nn.Module):
         if t.device.type != "cpu":
             torch._assert_async(((t >= 0) & (t <= 1)).all(), "t must lie in [0, 1]")
         elif bool(t.isnan().any()):
-            raise ValueError(f"t must lie in [0, 1]; got NaN at index {int(t.isnan().nonzero()[0])}")
+            raise ValueError(
+                f"t must lie in [0, 1]; got NaN at index {int(t.isnan().nonzero()[0])}"
+            )
         elif bool(((t < 0) | (t > 1)).any()):
             raise ValueError(
                 f"t must lie in [0, 1]; got values in [{float(t.min())}, {float(t.max())}]"

@@ -214,7 +214,7 @@ class Registry:
             try:
                 function = getattr(ep.load(), hook, None)
                 if function is not None:
-                    function(register=lambda cls: found.append(getattr(cls, "name", "")))
+                    function(register=lambda cls, _found=found: _found.append(cls.name))
             except Exception:  # a broken disabled plugin: no hint from it
                 continue
             if name in found:

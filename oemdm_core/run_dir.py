@@ -47,7 +47,9 @@ def new_run_dir(parent: str | os.PathLike, prefix: str) -> Path:
 
 def holds_run(run_dir: Path) -> list[str]:
     """The run files present in `run_dir` (empty if it holds no run)."""
-    return [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+    return [
+        name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()
+    ]
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:

@@ -38,8 +38,7 @@ class NoBoolNumbers(BaseModel):
             raise PydanticCustomError("bool_for_number", "expected a number, not a boolean", {})
         elements = _element_types(field.annotation)
         if isinstance(value, (list, tuple)) and any(
-            isinstance(v, bool) and _wants_number(t)
-            for v, t in zip(value, elements, strict=False)
+            isinstance(v, bool) and _wants_number(t) for v, t in zip(value, elements, strict=False)
         ):
             raise PydanticCustomError("bool_for_number", "expected numbers, not booleans", {})
         return value

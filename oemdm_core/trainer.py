@@ -136,7 +136,9 @@ def fit(
     with lock, StopSignal() as signals:
         if rank == 0:
             check_run_dir(run_dir, resume is not None, overwrite)
-        return _fit(cfg, registry, run_dir, resume is not None, on_step, signals, device, rank, world)
+        return _fit(
+            cfg, registry, run_dir, resume is not None, on_step, signals, device, rank, world
+        )
 
 
 def open_run_dir(cfg: ExperimentConfig, resume, rank: int) -> Path:
@@ -173,7 +175,9 @@ def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict,
             if hidden
             else "; the run stopped before its first checkpoint: start over with --overwrite"
         )
-        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}{hint}")
+        raise FileNotFoundError(
+            f"--resume {run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}{hint}"
+        )
     problems = []
     for ckpt in versions:
         try:

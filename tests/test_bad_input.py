@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import tiny_model, tiny_run
 
 from oemdm_core import ConfigError, OeMDM, Registry, registry
+from oemdm_core.cli import main
+from oemdm_core.errors import CheckpointError, OeMDMWarning
+from oemdm_core.experiment import load_config
+from oemdm_core.training_state import STATE_FILE, find_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -147,20 +157,6 @@ def test_sampler_rejects_bad_requests(model):
 
 
 # -- issue 12: every bad input is one line naming the value; nothing is accepted silently --
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-from conftest import tiny_run  # noqa: E402
-
-from oemdm_core.cli import main  # noqa: E402
-from oemdm_core.errors import CheckpointError, OeMDMWarning  # noqa: E402
-from oemdm_core.experiment import load_config  # noqa: E402
-from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE, find_checkpoint  # noqa: E402
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A run directory with one checkpoint (2 steps of a tiny mdm model)."""
@@ -194,7 +190,9 @@ def test_a_bad_device_is_one_line(trained, capsys, command):
 
 
 def test_a_bad_training_device_is_one_line(tmp_path, capsys):
-    argv = ["train"] + [a for o in tiny_run(tmp_path, "run", "training.device=foo") for a in ("--set", o)]
+    argv = ["train"] + [
+        a for o in tiny_run(tmp_path, "run", "training.device=foo") for a in ("--set", o)
+    ]
     assert main(argv) == 2
     assert "training.device: got 'foo'; expected auto, cpu, cuda" in one_error_line(capsys)
 
@@ -314,7 +312,9 @@ def test_booleans_are_not_numbers(override, path):
 
 
 def test_booleans_are_not_numbers_in_component_options():
-    with pytest.raises(ConfigError, match=r"order\[block\].block_size: got True; expected a number"):
+    with pytest.raises(
+        ConfigError, match=r"order\[block\].block_size: got True; expected a number"
+    ):
         registry.build("order", "block", block_size=True)
     with pytest.raises(ConfigError, match=r"vocab_size: got True; expected a number"):
         OeMDM.from_config(config(vocab_size=True))
@@ -378,10 +378,13 @@ def test_unknown_disabled_plugin_names_are_warned_in_every_command(monkeypatch, 
 
 def test_a_disabled_component_says_by_which_variable(monkeypatch):
     monkeypatch.setenv("OEMDM_DISABLE_PLUGINS", "lomdm")
-    with pytest.raises(LookupError, match=(
-        "order 'lomdm' is provided by plugin 'lomdm', which is disabled by "
-        "OEMDM_DISABLE_PLUGINS=lomdm"
-    )):
+    with pytest.raises(
+        LookupError,
+        match=(
+            "order 'lomdm' is provided by plugin 'lomdm', which is disabled by "
+            "OEMDM_DISABLE_PLUGINS=lomdm"
+        ),
+    ):
         Registry().get("order", "lomdm")
 
 
@@ -416,7 +419,18 @@ def test_sample_streams_in_batches_with_a_progress_bar(trained, monkeypatch, cap
     for cls in Sampler.__subclasses__():
         spy(cls)
     out = tmp_path / "samples.txt"
-    argv = ["sample", str(trained), "-n", "7", "--batch-size", "3", "--set", "steps=2", "-o", str(out)]
+    argv = [
+        "sample",
+        str(trained),
+        "-n",
+        "7",
+        "--batch-size",
+        "3",
+        "--set",
+        "steps=2",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     assert sizes == [3, 3, 1]
     assert out.read_text().count("--- sample") == 7

@@ -126,7 +126,9 @@ def test_a_signal_anywhere_in_a_step_resumes_bit_for_bit(
     cfg = load_config(overrides=tiny(tmp_path, "run", *extra))
     with monkeypatch.context() as m:
         _interrupt_at(m, point, signum, call, after)
-        with pytest.raises(Interrupted, match=f"interrupted by {signal.Signals(signum).name}") as info:
+        with pytest.raises(
+            Interrupted, match=f"interrupted by {signal.Signals(signum).name}"
+        ) as info:
             fit(cfg)
     assert info.value.exit_code == 128 + signum
     interrupted = state(tmp_path / "run")
@@ -226,9 +228,7 @@ def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path
     "crash_in",
     ["torch.save", "rename into place", "pointer swap", "pruning"],
 )
-def test_a_crash_anywhere_in_the_swap_leaves_a_complete_checkpoint(
-    tmp_path, monkeypatch, crash_in
-):
+def test_a_crash_anywhere_in_the_swap_leaves_a_complete_checkpoint(tmp_path, monkeypatch, crash_in):
     import oemdm_core.checkpoint as checkpoint
     import oemdm_core.training_state as ts
 
@@ -273,7 +273,11 @@ def test_keeps_the_last_n_checkpoints(tmp_path):
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
-    fit(load_config(overrides=tiny(tmp_path, "run", "training.checkpoint_every=1", "training.stop_after=3")))
+    fit(
+        load_config(
+            overrides=tiny(tmp_path, "run", "training.checkpoint_every=1", "training.stop_after=3")
+        )
+    )
     newest = checkpoint_versions(tmp_path / "run")[0]
     data = (newest / STATE_FILE).read_bytes()
     (newest / STATE_FILE).write_bytes(data[: len(data) // 2])  # truncated
@@ -301,7 +305,9 @@ def test_a_full_disk_or_read_only_dir_keeps_the_previous_checkpoint(tmp_path, mo
         with pytest.raises(CheckpointWriteError):
             fit(load_config(overrides=tiny(tmp_path, "run")), resume=tmp_path / "run")
         assert state(tmp_path / "run")["step"] == 2
-        hidden = [p.name for p in (tmp_path / "run" / CHECKPOINTS_DIR).iterdir() if p.name[0] == "."]
+        hidden = [
+            p.name for p in (tmp_path / "run" / CHECKPOINTS_DIR).iterdir() if p.name[0] == "."
+        ]
         assert hidden == []
 
 
@@ -366,7 +372,9 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_holder(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         cfg = load_config(overrides=tiny(tmp_path, "run", "training.steps=1"))
         t0 = time.perf_counter()
-        with pytest.raises(RunDirError, match=f"in use by another training run \\(pid {holder.pid}"):
+        with pytest.raises(
+            RunDirError, match=f"in use by another training run \\(pid {holder.pid}"
+        ):
             fit(cfg)
         assert time.perf_counter() - t0 < 5
     finally:

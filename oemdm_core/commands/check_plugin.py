@@ -58,6 +58,7 @@ def resolve(registry: Registry, target: str) -> list[Entry]:
 def checks_for(registry: Registry, entry: Entry) -> list[tuple[str, Callable[[], None]]]:
     """(label, check) pairs for one component; empty for kinds without checks."""
     from oemdm_core.testing import check_order, check_schedule
+
     if entry.kind == "schedule":
         return [("check_schedule", lambda: check_schedule(registry.build("schedule", entry.name)))]
     if entry.kind != "order":

@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--length", type=positive_int, help="Sequence length (default: the model's)."
     )
-    parser.add_argument(
-        "--steps", type=positive_int, help="Evaluate the discrete-time bound L_T."
-    )
+    parser.add_argument("--steps", type=positive_int, help="Evaluate the discrete-time bound L_T.")
     parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
     parser.add_argument(

@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="Sampler option, e.g. --set steps=256 (repeatable).",
     )
-    parser.add_argument(
-        "--length", type=positive_int, help="Sample length (default: the model's)."
-    )
+    parser.add_argument("--length", type=positive_int, help="Sample length (default: the model's).")
     parser.add_argument("--prompt", default="", help="Text fixed at the start of every sample.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed.")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
