@@ -108,6 +108,17 @@ class RunLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise self._busy(_read_pid(fd)) from None
+                except OSError as exc:  # a file system without locks (some NFS mounts)
+                    import warnings
+
+                    from oemdm_core.errors import OeMDMWarning
+
+                    warnings.warn(
+                        f"cannot lock {self.path} ({exc}); nothing stops a second run from "
+                        "using this directory at the same time",
+                        OeMDMWarning,
+                        stacklevel=3,
+                    )
             else:  # pragma: no cover
                 pid = _read_pid(fd)
                 if pid and pid != os.getpid() and _alive(pid):

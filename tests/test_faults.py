@@ -144,7 +144,7 @@ def test_a_signal_anywhere_in_a_step_resumes_bit_for_bit(
 
 def test_signal_handlers_are_restored_after_fit(tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=1")))
+    fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")))
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
@@ -260,6 +260,22 @@ def test_a_crash_anywhere_in_the_swap_leaves_a_complete_checkpoint(tmp_path, mon
     assert fit(cfg, resume=tmp_path / "run").step == STEPS
 
 
+def test_a_run_written_before_versioning_resumes(tmp_path):
+    """An older oemdm wrote `checkpoint/` as a plain directory: it is resumed, then moved
+    into `checkpoints/` and replaced by the symlink layout."""
+    import shutil
+
+    run = tmp_path / "run"
+    fit(load_config(overrides=tiny(tmp_path, "run", "training.stop_after=2")))
+    target = (run / CHECKPOINT_DIR).resolve()
+    (run / CHECKPOINT_DIR).unlink()
+    shutil.copytree(target, run / CHECKPOINT_DIR)
+    shutil.rmtree(run / CHECKPOINTS_DIR)
+    assert fit(load_config(overrides=tiny(tmp_path, "run")), resume=run).step == STEPS
+    assert (run / CHECKPOINT_DIR).is_symlink() and state(run)["step"] == STEPS
+    assert [p.name for p in checkpoint_versions(run)][0].startswith(f"step-{STEPS:08d}")
+
+
 def test_keeps_the_last_n_checkpoints(tmp_path):
     fit(load_config(overrides=tiny(tmp_path, "run", "training.checkpoint_every=1")))
     names = sorted(p.name for p in (tmp_path / "run" / CHECKPOINTS_DIR).iterdir())
@@ -323,13 +339,19 @@ def test_nan_before_any_checkpoint_says_none_exists(tmp_path):
 
 # -- run directories ----------------------------------------------------------------------
 def test_a_directory_holding_a_run_is_refused(tmp_path, capsys):
-    cfg = load_config(overrides=tiny(tmp_path, "run", "training.steps=1"))
+    cfg = load_config(
+        overrides=tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")
+    )
     fit(cfg)
     with pytest.raises(RunDirError, match="already holds a run") as info:
         fit(cfg)
     message = str(info.value)
     assert str(tmp_path / "run") in message and "--resume" in message and "--overwrite" in message
-    argv = ["train"] + [a for o in tiny(tmp_path, "run", "training.steps=1") for a in ("--set", o)]
+    argv = ["train"] + [
+        a
+        for o in tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")
+        for a in ("--set", o)
+    ]
     assert main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
@@ -370,7 +392,9 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_holder(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        cfg = load_config(overrides=tiny(tmp_path, "run", "training.steps=1"))
+        cfg = load_config(
+            overrides=tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")
+        )
         t0 = time.perf_counter()
         with pytest.raises(
             RunDirError, match=f"in use by another training run \\(pid {holder.pid}"
