@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from oemdm_core.commands.args import non_negative_int, positive_int
+
 NAME = "eval"
 HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
 
@@ -16,17 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode", choices=["deterministic", "monte-carlo"], help="Default: the config's."
     )
-    parser.add_argument("--num-times", type=int, help="Times per sequence (default: config).")
     parser.add_argument(
-        "--max-sequences", type=int, help="Evaluate the first N sequences (0 = all)."
+        "--num-times", type=positive_int, help="Times per sequence (default: config)."
     )
-    parser.add_argument("--length", type=int, help="Sequence length (default: the model's).")
-    parser.add_argument("--steps", type=int, help="Evaluate the discrete-time bound L_T.")
+    parser.add_argument(
+        "--max-sequences", type=non_negative_int, help="Evaluate the first N sequences (0 = all)."
+    )
+    parser.add_argument(
+        "--length", type=positive_int, help="Sequence length (default: the model's)."
+    )
+    parser.add_argument("--steps", type=positive_int, help="Evaluate the discrete-time bound L_T.")
     parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="Do not show a progress bar (on stderr)."
+    )
     parser.add_argument(
         "--samples",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="Also draw N samples (the config's sampler) and "
         "report unigram entropy and repetition rate.",
@@ -63,9 +72,11 @@ def set_reverse_scheduler(model, choice: str) -> None:
 
 def load(checkpoint: str, registry, device: str = "cpu"):
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
+    from oemdm_core.device import resolve_device
+    from oemdm_core.errors import CheckpointError, ConfigError
     from oemdm_core.experiment import parse_config
     from oemdm_core.loader import build_data
-    from oemdm_core.model import OeMDM
+    from oemdm_core.model import CONFIG_FILE, OeMDM
     from oemdm_core.training_state import (
         EXPERIMENT_FILE,
         MODEL_DIR,
@@ -74,9 +85,20 @@ def load(checkpoint: str, registry, device: str = "cpu"):
         load_json,
     )
 
+    device = str(resolve_device(device, "--device"))
     ckpt = find_checkpoint(checkpoint)
-    cfg = parse_config(load_json(ckpt / EXPERIMENT_FILE))
+    try:
+        cfg = parse_config(load_json(ckpt / EXPERIMENT_FILE))
+    except ConfigError as exc:
+        raise CheckpointError(f"{ckpt / EXPERIMENT_FILE}: {exc}") from None
     model = OeMDM.from_pretrained(ckpt / MODEL_DIR, registry=registry, map_location=device)
+    if model.length != cfg.data.length:
+        raise CheckpointError(
+            f"{ckpt / MODEL_DIR / CONFIG_FILE}: length {model.length} disagrees with the "
+            f"data.length {cfg.data.length} the weights were trained at "
+            f"({ckpt / EXPERIMENT_FILE}); was config.json edited? Use --length to "
+            "evaluate or sample another length"
+        )
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
     return model.to(device), cfg, data, ckpt
 
@@ -102,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     updates = {
         "split": args.split or ev.split,
         "mode": args.mode or ev.mode,
-        "num_times": args.num_times or ev.num_times,
+        "num_times": ev.num_times if args.num_times is None else args.num_times,
         "max_sequences": ev.max_sequences
         if args.max_sequences is None
         else (args.max_sequences or None),
@@ -120,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
     batches = eval_batches(data.evaluation, cfg.evaluation.batch_size, cfg.evaluation.max_sequences)
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="eval", unit="batch", dynamic_ncols=True, leave=False)
     result = evaluate(
         model,
         batches,
