@@ -64,7 +64,7 @@ from compare_orders_models import (  # noqa: E402
     test_batches,
     with_overrides,
 )
-from compare_orders_report import Column, average_rank, plot_mean_rank  # noqa: E402
+from compare_orders_report import Column, order_correlation, plot_mean_rank  # noqa: E402
 
 PAIRS = 16  # L = 2·PAIRS
 SYMBOLS = 8
@@ -119,17 +119,6 @@ def is_valid(text: str, pairs: int = PAIRS) -> bool:
     return True
 
 
-def order_correlation(order: torch.Tensor, positions: slice = slice(None)) -> float:
-    """Mean over samples of the Spearman correlation between position and generation rank
-    (`order: [N, L]`, the step each position was un-masked; ties get their average rank),
-    over the positions selected by `positions`: +1 = left to right, −1 = right to left."""
-    rank = average_rank(order[:, positions])  # [N, n]
-    position = torch.arange(rank.shape[1], dtype=torch.float32)
-    rank, position = rank - rank.mean(-1, keepdim=True), position - position.mean()
-    corr = (rank * position).sum(-1) / (rank.norm(dim=-1) * position.norm()).clamp_min(1e-12)
-    return float(corr.mean())
-
-
 def model_specs() -> dict[str, ModelSpec]:
     """The compared models; the LoMDM ablations revert one choice of the paper's recipe."""
     lomdm = {"name": "lomdm"}
@@ -172,7 +161,7 @@ PROFILE = Profile(
     {"preset": "tiny", "d_model": 64, "n_layers": 2, "n_heads": 2},
     length=2 * PAIRS,
     batch_size=64,
-    steps=1500,
+    steps=1000,
     seeds=(0, 1),
     lr=3e-3,
     eval_sequences=128,

@@ -23,11 +23,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor, nn
 
-from oemdm_core import Options, Order
+from oemdm_core import Order
 from oemdm_lomdm.power_schedule import PowerSchedule
+from oemdm_lomdm.training_options import LearnedOrderOptions
 
 
 class GenMD4(Order):
@@ -37,39 +38,10 @@ class GenMD4(Order):
     learned = True
     needs_logits = True
 
-    class Options(Options):
-        K: int = Field(
-            default=2, ge=1, description="Draws per sequence for the leave-one-out baseline."
-        )
+    class Options(LearnedOrderOptions):
         init: float = Field(
             default=1.0, gt=0, description="Initial exponent of every token (1 = linear MDLM)."
         )
-        stop_gradient: bool = Field(
-            default=True,
-            description="The reverse scheduler reads detached denoiser logits, so velocity "
-            "matching trains ρ only; false lets it train the denoiser too.",
-        )
-        shared_time: bool = Field(
-            default=True,
-            validate_default=True,
-            description="The K draws of a sequence share one t (needs K >= 2).",
-        )
-        t_min: float = Field(
-            default=0.0,
-            ge=0.0,
-            lt=0.5,
-            description="Training times on [t_min, 1]; 0 is unbiased, > 0 drops ∫_0^t_min.",
-        )
-
-        @field_validator("shared_time")
-        @classmethod
-        def _shared_needs_draws(cls, shared: bool, info) -> bool:
-            if shared and info.data.get("K") == 1:
-                raise ValueError(
-                    "shared_time=true needs K >= 2 draws per sequence (got K=1); "
-                    "set shared_time=false or K >= 2"
-                )
-            return shared
 
     def __init__(self, **options) -> None:
         super().__init__()

@@ -35,9 +35,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from oemdm_core import ConfigError, Options, Order
+from oemdm_core import ConfigError, Order
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.scheduler import scheduler_network
+from oemdm_lomdm.training_options import LearnedOrderOptions
 
 
 def norm_sig(v: Tensor) -> Tensor:
@@ -82,16 +83,13 @@ class LoMDM(Order):
     needs_features = True
     has_reverse_scheduler = True
 
-    class Options(Options):
+    class Options(LearnedOrderOptions):
         c1: float = Field(default=0.7, gt=0, description="Centre of the exponents w (c1 > c2).")
         c2: float = Field(
             default=0.65,
             ge=0,
             validate_default=True,  # so that c1 below the default c2 is caught
             description="Spread of the exponents: w ∈ (c1 − c2, c1 + c2).",
-        )
-        K: int = Field(
-            default=2, ge=1, description="Draws per sequence for the leave-one-out baseline."
         )
         features: Literal["backbone", "encoder"] = Field(
             default="backbone",
@@ -101,11 +99,6 @@ class LoMDM(Order):
             default=64, ge=8, multiple_of=2, description="Width of the small encoder."
         )
         encoder_layers: int = Field(default=1, ge=1, description="Layers of the small encoder.")
-        stop_gradient: bool = Field(
-            default=True,
-            description="Schedulers read stop-gradient backbone features (clean-x pass without "
-            "gradient); false lets every term train the backbone.",
-        )
         scheduler: Literal["linear", "block"] = Field(
             default="block",
             description="Scheduler networks g_φ, h_ψ: a transformer block + MLP head, or one "
@@ -113,17 +106,6 @@ class LoMDM(Order):
         )
         scheduler_width: int = Field(
             default=64, ge=8, multiple_of=2, description="Width of the block scheduler."
-        )
-        shared_time: bool = Field(
-            default=True,
-            validate_default=True,
-            description="The K draws of a sequence share one t (needs K >= 2).",
-        )
-        t_min: float = Field(
-            default=0.0,
-            ge=0.0,
-            lt=0.5,
-            description="Training times on [t_min, 1]; 0 is unbiased, > 0 drops ∫_0^t_min.",
         )
 
         @field_validator("c2")
@@ -135,16 +117,6 @@ class LoMDM(Order):
                     f"c2 must be smaller than c1 (got c1={c1}, c2={c2}); c1 > c2 >= 0 keeps w > 0"
                 )
             return c2
-
-        @field_validator("shared_time")
-        @classmethod
-        def _shared_needs_draws(cls, shared: bool, info) -> bool:
-            if shared and info.data.get("K") == 1:
-                raise ValueError(
-                    "shared_time=true needs K >= 2 draws per sequence (got K=1); "
-                    "set shared_time=false or K >= 2"
-                )
-            return shared
 
     def __init__(self, **options) -> None:
         super().__init__()
