@@ -247,8 +247,10 @@ def passes_per_step(spec: ModelSpec, vocab_size: int = 8, length: int = 16) -> f
 
     Measured, not assumed: a forward hook sums the token positions every backbone call reads
     during one `nelbo` call with gradients on (tiny preset; the count does not depend on the
-    width). AR teacher forcing 1, MDM 1, block-vectorized 2 (input [z_t ; x] of length 2L),
-    GenMD4 K = 2, LoMDM 1 + K = 3.
+    width); a call made without gradient (LoMDM's stop-gradient clean-x pass) is a forward
+    only and counts 1/3 (forward ≈ 1/3 of forward + backward). AR teacher forcing 1, MDM 1,
+    block-vectorized 2 (input [z_t ; x] of length 2L), GenMD4 K = 2, LoMDM ⅓ + K = 2⅓ (3
+    with `stop_gradient: false`).
     """
     block = spec.order.get("block_size", 1)
     length = max(length, 2 * block)
@@ -263,7 +265,11 @@ def passes_per_step(spec: ModelSpec, vocab_size: int = 8, length: int = 16) -> f
         }
     )
     seen = []
-    handle = model.backbone.register_forward_hook(lambda m, args, out: seen.append(args[0].numel()))
+    handle = model.backbone.register_forward_hook(
+        lambda m, args, out: seen.append(
+            args[0].numel() * (1 if torch.is_grad_enabled() else 1 / 3)
+        )
+    )
     x = torch.randint(0, vocab_size, (2, length), generator=torch.Generator().manual_seed(0))
     try:
         model.nelbo(x, generator=torch.Generator().manual_seed(0)).total.sum().backward()

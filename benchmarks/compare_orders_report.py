@@ -176,6 +176,17 @@ def average_rank(order: Tensor) -> Tensor:
     return earlier + 0.5 * (tied - 1)
 
 
+def order_correlation(order: torch.Tensor, positions: slice = slice(None)) -> float:
+    """Mean over samples of the Spearman correlation between position and generation rank
+    (`order: [N, L]`, the step each position was un-masked; ties get their average rank),
+    over the positions selected by `positions`: +1 = left to right, −1 = right to left."""
+    rank = average_rank(order[:, positions])  # [N, n]
+    position = torch.arange(rank.shape[1], dtype=torch.float32)
+    rank, position = rank - rank.mean(-1, keepdim=True), position - position.mean()
+    corr = (rank * position).sum(-1) / (rank.norm(dim=-1) * position.norm()).clamp_min(1e-12)
+    return float(corr.mean())
+
+
 def plot_orders(orders: dict[str, Tensor], path: Path, title: str) -> Path:
     """Heatmaps of generation orders `[N, L]` (step each position was un-masked), one panel
     per model, each row of a panel normalised to its rank in [0, 1] (0 = generated first)."""

@@ -33,7 +33,7 @@ from oemdm_core import OeMDM
 
 CONFIGS = {
     "mdm": {"name": "mdm"},
-    "lomdm K=1": {"name": "lomdm", "K": 1},
+    "lomdm K=1": {"name": "lomdm", "K": 1, "shared_time": False},
     "lomdm K=2": {"name": "lomdm", "K": 2},
 }
 

@@ -53,6 +53,7 @@ from compare_orders_report import (  # noqa: E402
     Column,
     _plt,
     average_rank,
+    order_correlation,
     plot_mean_rank,
     save_figure,
 )
@@ -97,14 +98,10 @@ def second_half_first(order: torch.Tensor, digits: int = DIGITS) -> float:
 
 def sums_order_correlation(order: torch.Tensor, digits: int = DIGITS) -> float:
     """Mean Spearman correlation between position and generation rank within the sums
-    (`order: [N, 2·digits]`, ties ranked by their average): +1 = sums left to right (AR, which
-    meets the global sum first), −1 = right to left (every step local); 0 for orders that
-    generate the sums in no particular direction (all at once, or the sums first at random)."""
-    rank = average_rank(order[:, digits:])  # [N, digits]
-    position = torch.arange(digits, dtype=torch.float32)
-    rank, position = rank - rank.mean(-1, keepdim=True), position - position.mean()
-    corr = (rank * position).sum(-1) / (rank.norm(dim=-1) * position.norm()).clamp_min(1e-12)
-    return float(corr.mean())
+    (`order: [N, 2·digits]`): +1 = sums left to right (AR, which meets the global sum first),
+    −1 = right to left (every step local); 0 for orders that generate the sums in no
+    particular direction (all at once, or the sums first at random)."""
+    return order_correlation(order, slice(digits, None))
 
 
 PROFILE = Profile(

@@ -19,7 +19,7 @@ the vectorised block estimator counts at length 2L.
     python benchmarks/train_speed.py --device cuda           # GPU: preset base, L = 1024,
                                                              # bf16 autocast, torch.compile
 Targets (checked at the end): AR teacher forcing ≥ 0.9× the plain LM's tokens/s;
-block-vectorized step ≤ 2.3× the AR (teacher forcing) step; LoMDM (K = 2) step ≤ 3.2× the
+block-vectorized step ≤ 2.3× the AR (teacher forcing) step; LoMDM (K = 2, defaults) step ≤ 2.4× the
 MDM step; on GPU, MDM at ≥ 45% MFU.
 """
 
@@ -163,6 +163,18 @@ def configurations(block_size: int) -> list[tuple[str, dict | None, str, dict]]:
         (
             "lomdm K=2 / generic",
             {"name": "lomdm", "K": 2},
+            "generic",
+            {"attention": "bidirectional"},
+        ),
+        (
+            "lomdm K=2 linear schedulers / generic",
+            {"name": "lomdm", "K": 2, "scheduler": "linear"},
+            "generic",
+            {"attention": "bidirectional"},
+        ),
+        (
+            "lomdm K=2 no stop-gradient, linear / generic",
+            {"name": "lomdm", "K": 2, "scheduler": "linear", "stop_gradient": False},
             "generic",
             {"attention": "bidirectional"},
         ),
@@ -315,7 +327,7 @@ def check_targets(results: dict[str, Result], device: torch.device, block_size: 
     if lo and mdm:
         ratio = lo.step_ms / mdm.step_ms
         lines.append(
-            f"LoMDM K=2 step = {ratio:.2f}× MDM step (target ≤ 3.2): {verdict(ratio <= 3.2)}"
+            f"LoMDM K=2 step = {ratio:.2f}× MDM step (target ≤ 2.4): {verdict(ratio <= 2.4)}"
         )
     if mdm:
         if device.type == "cuda":

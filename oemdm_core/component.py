@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from oemdm_core.errors import ConfigError, format_validation_error
+from oemdm_core.strict import NoBoolNumbers
 
 KINDS: tuple[str, ...] = (
     "schedule",
@@ -20,9 +21,10 @@ KINDS: tuple[str, ...] = (
 )
 
 
-class Options(BaseModel):
+class Options(NoBoolNumbers):
     """Base of every component's options model: unknown keys are errors, values are checked
-    on assignment, and every field must carry a default and a one-line description."""
+    on assignment (booleans are not numbers), and every field must carry a default and a
+    one-line description."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from oemdm_core.errors import ConfigError, format_validation_error
+from oemdm_core.strict import NoBoolNumbers
 
 
 class ComponentSpec(BaseModel):
@@ -28,7 +29,7 @@ class ComponentSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(NoBoolNumbers):
     """Everything needed to build an `OeMDM`."""
 
     model_config = ConfigDict(extra="forbid")

@@ -32,6 +32,24 @@ class MissingPluginError(OeMDMError, LookupError):
     """A checkpoint names a component whose plugin is not installed."""
 
 
+class CheckpointError(OeMDMError, ValueError):
+    """A checkpoint file is missing, corrupt, truncated or disagrees with the others.
+    The message names the file."""
+
+
+class CheckpointWriteError(OeMDMError, OSError):
+    """A checkpoint could not be written (disk full, read-only directory, …); the previous
+    checkpoint is intact."""
+
+
+class RunDirError(OeMDMError, ValueError):
+    """A run directory holds another run, or another process is training in it."""
+
+
+class OeMDMWarning(UserWarning):
+    """Something accepted but probably not meant (the CLI prints it as one line)."""
+
+
 def closest(name: str, choices: list[str]) -> str | None:
     """The closest of `choices` to `name`, or None if nothing is close."""
     match = get_close_matches(name, choices, n=1, cutoff=0.5)

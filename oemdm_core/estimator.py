@@ -56,7 +56,8 @@ class MonteCarloEstimator(Estimator):
     Continuous time: t ~ low-discrepancy U(0, 1]; the integrand at t is unbiased for L(x).
     Discrete time (T steps): a step k ~ U{1..T} and T × that step's terms, unbiased for L_T(x).
     Learned forward schedules get K draws per sequence and the score-function surrogate with
-    a leave-one-out baseline; fixed orders use one draw.
+    a leave-one-out baseline; fixed orders use one draw. How drawn times are laid out (K
+    draws sharing one t, a lower limit t_min) is declared by the order: `training_times`.
 
     `times="importance"` draws t from the proposal of `oemdm_core.time_proposal` instead
     (u low-discrepancy, t = Q⁻¹(u)) and weights every term by 1/q(t): the same expectation,
@@ -78,6 +79,36 @@ class MonteCarloEstimator(Estimator):
             raise ValueError(f"times must be 'uniform' or 'importance', got {times!r}")
         self.times = times
 
+    def training_times(
+        self,
+        order,
+        batch: int,
+        draws: int,
+        generator: torch.Generator | None,
+        device: torch.device,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Times `[B·K]` for K = `draws` rows per sequence, and their weights `[B·K]` (None
+        when all are 1): E[weight · f(t)] = ∫_{t_min}^1 f(t) dt for every row.
+
+        Low-discrepancy over the B sequences when the order's `shared_time` is set (the K
+        draws of a sequence repeat its t), else over all B·K rows. `times: importance` maps
+        them through the proposal with weights 1/q(t); the order's `t_min > 0` then maps
+        t ↦ t_min + (1 − t_min)·t, weight × (1 − t_min) (the integral over [t_min, 1] only).
+        """
+        shared = order.shared_time and draws > 1
+        t = N.low_discrepancy_times(batch if shared else batch * draws, generator, device)
+        weight = None
+        if self.times == "importance":
+            t, weight = importance_times(t)
+            weight = weight.to(torch.float32)
+        if order.t_min > 0:
+            t = order.t_min + (1.0 - order.t_min) * t
+            weight = (1.0 - order.t_min) * (weight if weight is not None else torch.ones_like(t))
+        if shared:
+            t = t.repeat_interleave(draws, 0)
+            weight = weight.repeat_interleave(draws, 0) if weight is not None else None
+        return t, weight
+
     def nelbo(self, model, x, t=None, steps=None, generator=None):
         model.check_tokens(x)
         batch = x.shape[0]
@@ -86,17 +117,14 @@ class MonteCarloEstimator(Estimator):
         order = model.order
         draws = order.num_draws if order.learned else 1
         features = model.clean_features(x) if order.needs_features else None
-        if draws > 1:
-            x = x.repeat_interleave(draws, 0)  # [B·K, L], K consecutive rows per sequence
-            features = features.repeat_interleave(draws, 0) if features is not None else None
         forward = model.order.forward_schedule(x, model.schedule, features)
+        if draws > 1:  # the schedule is computed once per sequence, then shared by its draws
+            x = x.repeat_interleave(draws, 0)  # [B·K, L], K consecutive rows per sequence
+            forward = forward.repeat_rows(draws)
 
         weight = None
         if t is None:
-            t = N.low_discrepancy_times(x.shape[0], generator, x.device)
-            if self.times == "importance":
-                t, weight = importance_times(t)
-                weight = weight.to(torch.float32)
+            t, weight = self.training_times(order, batch, draws, generator, x.device)
         else:
             t = model.check_times(t, batch)
             if draws > 1:

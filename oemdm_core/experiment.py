@@ -8,6 +8,7 @@ Errors are one line per problem, naming the dotted path and what is allowed.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,10 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oemdm_core.config import ComponentSpec, ModelConfig
-from oemdm_core.errors import ConfigError, UnknownComponentError, closest
+from oemdm_core.errors import ConfigError, OeMDMWarning, UnknownComponentError, closest
+from oemdm_core.strict import NoBoolNumbers
 
 
-class Section(BaseModel):
+class Section(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -87,11 +89,17 @@ class TrainingConfig(Section):
     checkpoint_every: int = Field(
         default=500, ge=0, description="Steps between checkpoints (0 = end only)."
     )
+    keep_checkpoints: int = Field(
+        default=2,
+        gt=0,
+        description="Checkpoints kept (newest first), so a corrupt newest one is not fatal.",
+    )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
     compile: bool = Field(default=False, description="torch.compile the backbone.")
     run_dir: str | None = Field(
-        default=None, description="Output directory (default runs/<order>-<timestamp>)."
+        default=None,
+        description="Output directory (default a fresh runs/<order>-<timestamp>[-k]).",
     )
     progress: bool = Field(default=True, description="Show a progress bar.")
 
@@ -182,6 +190,31 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(format_errors(exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}: line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first given on line {seen[key] + 1}); keep one of them"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"{path}: duplicate key {key!r}; keep one of them")
+        out[key] = value
+    return out
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML or JSON file as a dict (empty file → {})."""
     path = Path(path)
@@ -189,7 +222,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     text = path.read_text()
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".json":
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_json(path, pairs))
+        else:
+            loader = _UniqueKeyLoader(text)
+            loader.name = str(path)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     if data is None:
@@ -292,6 +333,14 @@ def check_components(cfg: ExperimentConfig, registry) -> None:
         except UnknownComponentError as exc:
             raise ConfigError(f"{path}.name: {exc}") from None
         cls.validate_options(prefix=path, **spec.options)
+    tc = cfg.training
+    if tc.warmup_steps > tc.steps:
+        warnings.warn(
+            f"training.warmup_steps={tc.warmup_steps} is more than training.steps={tc.steps}: "
+            f"the learning rate never reaches training.lr={tc.lr}; use warmup_steps <= steps",
+            OeMDMWarning,
+            stacklevel=2,
+        )
 
 
 # Keys that may change when a run is resumed (everything else must match).
@@ -301,6 +350,8 @@ RESUMABLE_KEYS = (
     "training.progress",
     "training.run_dir",
     "training.device",
+    "training.keep_checkpoints",
+    "training.checkpoint_every",
 )
 
 

@@ -198,7 +198,9 @@ class HFJudge(Judge):
 def parse_judge(spec: str, registry, device: str = "cpu") -> Judge:
     """`hf:DIR` → `HFJudge`; otherwise an oemdm AR checkpoint (run or checkpoint dir)."""
     if spec.startswith(HF_PREFIX):
-        return HFJudge(spec[len(HF_PREFIX) :], device=device)
+        from oemdm_core.device import resolve_device
+
+        return HFJudge(spec[len(HF_PREFIX) :], device=str(resolve_device(device)))
     from oemdm_core.commands.eval import load
 
     model, _, data, _ = load(spec, registry, device)

@@ -14,7 +14,12 @@ from torch import Tensor, nn
 from oemdm_core.backbone import Backbone, DenoiserOutput
 from oemdm_core.checkpoint import atomic_directory, write_json
 from oemdm_core.config import ComponentSpec, ModelConfig
-from oemdm_core.errors import ConfigError, MissingPluginError, UnknownComponentError
+from oemdm_core.errors import (
+    CheckpointError,
+    ConfigError,
+    MissingPluginError,
+    UnknownComponentError,
+)
 from oemdm_core.estimator import Estimator, MonteCarloEstimator
 from oemdm_core.nelbo import NELBOTerms
 from oemdm_core.order import Order
@@ -55,13 +60,13 @@ class OeMDM(nn.Module):
             raise ValueError(
                 f"length {self.length} exceeds the backbone's max_length {backbone.max_length}"
             )
+        order.check_length(self.length)
+        order.bind(backbone)  # first: an order may explain which of its options reads features
         if order.needs_features and not backbone.exposes_hidden:
             raise ValueError(
                 f"order '{order.name}' reads backbone hidden states, but backbone "
                 f"'{backbone.name}' exposes none; use a backbone with hidden states (e.g. 'transformer')"
             )
-        order.check_length(self.length)
-        order.bind(backbone)
         reason = self.estimator.unsupported_reason(self)
         if reason is not None:
             raise ValueError(f"estimator '{self.estimator.name}' cannot serve this model: {reason}")
@@ -127,6 +132,10 @@ class OeMDM(nn.Module):
             raise ValueError(f"t must be a floating tensor, got dtype {t.dtype}")
         if t.device.type != "cpu":
             torch._assert_async(((t >= 0) & (t <= 1)).all(), "t must lie in [0, 1]")
+        elif bool(t.isnan().any()):
+            raise ValueError(
+                f"t must lie in [0, 1]; got NaN at index {int(t.isnan().nonzero()[0])}"
+            )
         elif bool(((t < 0) | (t > 1)).any()):
             raise ValueError(
                 f"t must lie in [0, 1]; got values in [{float(t.min())}, {float(t.max())}]"
@@ -142,11 +151,22 @@ class OeMDM(nn.Module):
         return self.backbone(z_t, t)
 
     def clean_features(self, x: Tensor) -> Tensor:
-        """Backbone hidden states of the clean sequence, `[B, L, D]` (features f(x))."""
-        out = self.backbone(x, torch.zeros(x.shape[0], device=x.device))
+        """Backbone hidden states of the clean sequence, `[B, L, D]` (features f(x)).
+
+        For an order with `feature_gradient = False` (stop-gradient schedulers) the pass runs
+        under `torch.no_grad`: a forward pass only, and no gradient reaches the backbone."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.order.feature_gradient):
+            out = self.backbone(x, torch.zeros(x.shape[0], device=x.device))
         if out.hidden is None:
             raise ValueError(f"backbone '{self.backbone.name}' exposes no hidden states")
         return out.hidden
+
+    def generation_weights(self, x: Tensor) -> Tensor | None:
+        """The order's Plackett–Luce weights `[B, L]` on clean `x: [B, L]` (higher = generated
+        earlier), or None when the order has none (see `Order.generation_weights`)."""
+        self.check_tokens(x)
+        features = self.clean_features(x) if self.order.needs_features else None
+        return self.order.generation_weights(x, self.schedule, features)
 
     def forward_schedule(self, x: Tensor) -> PositionSchedule:
         """Forward schedule α_F(x, ·) of the clean batch `x: [B, L]`."""
@@ -286,7 +306,14 @@ class OeMDM(nn.Module):
             raise FileNotFoundError(
                 f"no {CONFIG_FILE} in {path}: not a checkpoint written by save_pretrained"
             )
-        data = json.loads(config_file.read_text())
+        try:
+            data = json.loads(config_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(
+                f"{config_file}: not valid JSON, the file is corrupt or truncated ({exc})"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise CheckpointError(f"{config_file}: not a model config (no 'model' object)")
         if data.get("format") != FORMAT:
             raise ValueError(
                 f"{config_file}: unknown format {data.get('format')!r}, expected {FORMAT!r}"
@@ -303,6 +330,51 @@ class OeMDM(nn.Module):
                 raise MissingPluginError(
                     f"checkpoint {path} needs {kind} '{name}', which is not registered; {hint}"
                 )
-        model = cls.from_config(data["model"], registry=reg)
-        load_model(model, str(path / WEIGHTS_FILE), device=map_location)
+        try:
+            model = cls.from_config(data["model"], registry=reg)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+        load_weights(model, path / WEIGHTS_FILE, config_file, map_location)
         return model
+
+
+def load_weights(model: nn.Module, weights: Path, config_file: Path, device: str) -> None:
+    """Load `model.safetensors` into `model` built from `config_file`; a missing, corrupt or
+    truncated file, or weights whose shapes disagree with the config, raise
+    `CheckpointError` naming the file and the first disagreeing tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    if not weights.is_file():
+        raise CheckpointError(f"missing {weights.name} next to {config_file}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    config = json.loads(config_file.read_text())["model"]
+    for key, shape in shapes.items():
+        if key in expected and expected[key] != shape:
+            raise CheckpointError(
+                f"{weights} does not match {config_file}: {key} has shape {list(shape)} in the "
+                f"weights but {list(expected[key])} in a model built from the config "
+                f"(vocab_size={config.get('vocab_size')}, length={config.get('length')}); was "
+                "config.json edited, or copied from another checkpoint?"
+            )
+    unknown = sorted(set(shapes) - set(expected))
+    if unknown:
+        raise CheckpointError(
+            f"{weights} does not match {config_file}: the weights hold tensors the configured "
+            f"model has not ({', '.join(unknown[:3])}{', …' if len(unknown) > 3 else ''})"
+        )
+    try:
+        load_model(model, str(weights), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
+        ) from None
+    except RuntimeError as exc:  # e.g. tensors missing from the file
+        message = " ".join(str(exc).split())
+        raise CheckpointError(f"{weights} does not match {config_file}: {message[:300]}") from None

@@ -26,6 +26,20 @@ class Order(Component, nn.Module, ABC):
     - `needs_logits`: `reverse_schedule` reads the denoiser logits at `z_t` (`out.logits`).
     With either flag set, the model passes the denoiser output at (z_t, t) to
     `reverse_schedule` as `out` (from the same denoiser call: no extra pass).
+    - `has_reverse_scheduler`: the reverse schedule is a learned network that
+      `reverse_scheduler_enabled = False` switches off (inference-time ablation: the order's
+      random-order fallback with the same denoiser).
+
+    How the generic estimator trains a learned order (instance attributes, read by plain
+    attribute access; fixed orders keep the defaults):
+
+    - `shared_time`: the `num_draws` draws of one sequence share one t, so the
+      leave-one-out baseline removes only the mask noise (times stay low-discrepancy
+      across sequences).
+    - `t_min`: training times are drawn on [t_min, 1] (weighted by 1 − t_min), so training
+      estimates ∫_{t_min}^1 of the integrand, not L; 0 (the default) is unbiased for L.
+    - `feature_gradient`: the clean-x features f(x) (`needs_features`) carry gradients into
+      the backbone; False runs that pass under `torch.no_grad` (stop-gradient schedulers).
 
     Fixed orders (mdm, block, ar) do not depend on the data: their reverse schedule equals
     the forward one, so the velocity-matching term is exactly 0.
@@ -35,6 +49,11 @@ class Order(Component, nn.Module, ABC):
     learned: ClassVar[bool] = False
     needs_features: ClassVar[bool] = False
     needs_logits: ClassVar[bool] = False
+    has_reverse_scheduler: ClassVar[bool] = False
+    shared_time: bool = False
+    t_min: float = 0.0
+    feature_gradient: bool = True
+    reverse_scheduler_enabled: bool = True
 
     def __init__(self) -> None:
         nn.Module.__init__(self)
@@ -54,6 +73,19 @@ class Order(Component, nn.Module, ABC):
         estimators (teacher forcing, the vectorised block estimator) rely on exactly this.
         """
         return None
+
+    def generation_weights(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> Tensor | None:
+        """Per-position Plackett–Luce weights `[B, L]` of the forward order of clean `x`
+        (higher = masked later, so generated earlier in reverse time), or None for orders
+        that are not Plackett–Luce (the default). Used for logging and plots."""
+        return None
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named groups of this order's parameters whose gradient norms the trainer logs
+        separately (e.g. `forward_scheduler`, `reverse_scheduler`); none by default."""
+        return {}
 
     def bind(self, backbone: nn.Module) -> None:  # noqa: B027 - optional hook
         """Called once by the model with its backbone (learned orders size their heads here)."""

@@ -74,6 +74,17 @@ class PositionSchedule(ABC):
         """log(1 - α^i(t)) (−inf where α = 1)."""
         return torch.log(self.one_minus_alpha(t))
 
+    def repeat_rows(self, k: int) -> PositionSchedule:
+        """The schedule of the batch with every row repeated `k` times in place (rows
+        b·k … b·k + k − 1 are row b), as for the K draws per sequence of a learned order.
+        Schedules that do not depend on the row (`rows` None) are returned as they are;
+        row-dependent schedules of learned orders with K > 1 implement it."""
+        if self.rows is None or k == 1:
+            return self
+        raise NotImplementedError(
+            f"{type(self).__name__} depends on the row but does not implement repeat_rows"
+        )
+
 
 class WindowedSchedule(PositionSchedule):
     """α^i(t) = α_b(clip((t - lo_i) / (hi_i - lo_i), 0, 1)): each position runs the base

@@ -11,7 +11,9 @@ installed plugins from loading.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Any
 
 import pluggy
@@ -20,7 +22,12 @@ from pydantic_core import PydanticUndefined
 
 from oemdm_core import hookspecs
 from oemdm_core.component import KINDS, Component
-from oemdm_core.errors import DuplicateComponentError, UnknownComponentError, closest
+from oemdm_core.errors import (
+    DuplicateComponentError,
+    OeMDMWarning,
+    UnknownComponentError,
+    closest,
+)
 
 DISABLE_ENV = "OEMDM_DISABLE_PLUGINS"
 
@@ -85,6 +92,16 @@ class Registry:
             self._pm.set_blocked(name)
         if self._entry_points:
             self._pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            installed = {ep.name for ep in _entry_points()}
+            for name in sorted(set(self.disabled) - installed):
+                hint = closest(name, sorted(installed))
+                warnings.warn(
+                    f"{DISABLE_ENV} names {name!r}, which no installed plugin is called "
+                    f"(installed: {', '.join(sorted(installed))})"
+                    + (f"; did you mean '{hint}'?" if hint else ""),
+                    OeMDMWarning,
+                    stacklevel=3,
+                )
 
     def register_plugin(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin module or object (anything with `@hookimpl` functions).
@@ -129,6 +146,9 @@ class Registry:
             for plugin, dist in self._pm.list_plugin_distinfo()
         }
         entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        for name, plugin in self._pm.list_name_plugin():
+            if plugin is not None:
+                _warn_hook_lookalikes(name, plugin)
         for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
 
@@ -170,11 +190,36 @@ class Registry:
         if name not in entries:
             names = sorted(entries)
             hint = closest(name, names)
+            provider = self._disabled_provider(kind, name)
+            if provider is not None:
+                raise UnknownComponentError(
+                    f"{kind} {name!r} is provided by plugin '{provider}', which is disabled by "
+                    f"{DISABLE_ENV}={os.environ.get(DISABLE_ENV, ','.join(self.disabled))}; "
+                    f"remove '{provider}' from {DISABLE_ENV} to use it"
+                )
             raise UnknownComponentError(
                 f"unknown {kind} {name!r}; available {kind}s: {', '.join(names) or '(none)'}"
                 + (f" (did you mean '{hint}'?)" if hint else "")
             )
         return entries[name]
+
+    def _disabled_provider(self, kind: str, name: str) -> str | None:
+        """The disabled plugin that would register `name` as a `kind` (None if none does).
+        Only called for an error message: importing a disabled plugin is acceptable then."""
+        hook = hookspecs.HOOK_FOR_KIND[kind]
+        for ep in _entry_points():
+            if ep.name not in self.disabled:
+                continue
+            found: list[str] = []
+            try:
+                function = getattr(ep.load(), hook, None)
+                if function is not None:
+                    function(register=lambda cls, _found=found: _found.append(cls.name))
+            except Exception:  # a broken disabled plugin: no hint from it
+                continue
+            if name in found:
+                return ep.name
+        return None
 
     def get(self, kind: str, name: str) -> type:
         """The component class registered as `name`."""
@@ -195,3 +240,45 @@ class Registry:
 
 
 registry = Registry()
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    return entry_points(group=hookspecs.PROJECT)
+
+
+def _warn_hook_lookalikes(plugin_name: str, plugin: Any) -> None:
+    """Warn about `register_*` functions of a plugin that pluggy silently ignores: a
+    `@hookimpl` whose name matches no hookspec (a typo), or a hookspec name without
+    `@hookimpl`."""
+    specs = sorted(hookspecs.HOOK_FOR_KIND.values())
+    where = f"plugin '{plugin_name}' ({getattr(plugin, '__name__', type(plugin).__name__)})"
+    for attr in dir(plugin):
+        if not attr.startswith("register"):
+            continue
+        function = getattr(plugin, attr, None)
+        if not callable(function):
+            continue
+        marked = getattr(function, f"{hookspecs.PROJECT}_impl", None) is not None
+        if marked and attr not in specs:
+            hint = closest(attr, specs)
+            warnings.warn(
+                f"{where}: @hookimpl function {attr!r} matches no hook, so it is ignored"
+                + (f"; did you mean '{hint}'?" if hint else f"; hooks: {', '.join(specs)}"),
+                OeMDMWarning,
+                stacklevel=4,
+            )
+        elif not marked and attr in specs:
+            warnings.warn(
+                f"{where}: function {attr!r} is not decorated with @hookimpl, so it is ignored",
+                OeMDMWarning,
+                stacklevel=4,
+            )
+        elif not marked and (near := get_close_matches(attr, specs, n=1, cutoff=0.85)):
+            warnings.warn(
+                f"{where}: function {attr!r} looks like a hook but matches none (did you mean "
+                f"'{near[0]}' with @hookimpl?); it is ignored",
+                OeMDMWarning,
+                stacklevel=4,
+            )

@@ -8,33 +8,53 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 TB_DIR = "tb"
 METRICS_FILE = "metrics.jsonl"
 
 
-def order_figure(order: Tensor, title: str = "generation order"):
+def order_figure(order: Tensor):
     """A matplotlib figure of `order: [N, L]` (step at which each position was un-masked)."""
-    try:
-        from oemdm_core import visualize
+    from oemdm_core import visualize
 
-        if hasattr(visualize, "order_heatmap"):
-            return visualize.order_heatmap(order)
-    except ImportError:
-        pass
-    import matplotlib
+    return visualize.order_heatmap(order)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.4 + 0.35 * order.shape[0]))
-    image = ax.imshow(order.float().cpu().numpy(), aspect="auto", cmap="viridis")
-    ax.set_xlabel("position")
-    ax.set_ylabel("sample")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="step un-masked")
-    return fig
+def parameter_groups(model) -> dict[str, list[nn.Parameter]]:
+    """The parameter groups whose gradient norms are logged: `backbone`, then the order's
+    own groups (`Order.parameter_groups`, e.g. LoMDM's forward and reverse schedulers)."""
+    return {"backbone": list(model.backbone.parameters()), **model.order.parameter_groups()}
+
+
+def group_grad_norms(groups: dict[str, list[nn.Parameter]]) -> Tensor:
+    """L2 norm of the gradients of each group, `[G]` (0 for a group without gradients);
+    computed on the device, no host sync."""
+    norms = []
+    for params in groups.values():
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        else:
+            norms.append(torch.zeros((), device=params[0].device if params else "cpu"))
+    return torch.stack([n.float() for n in norms])
+
+
+def order_statistics(w: Tensor) -> dict[str, float]:
+    """Spread of an order's weights `w: [B, L]` (higher = generated earlier): their mean and
+    standard deviation over the batch, and the mean over rows of the Pearson correlation of
+    w with position (−1: earlier positions first, i.e. left to right; 0: no positional
+    preference; rows with constant w count as 0)."""
+    w = w.detach().double()
+    position = torch.arange(w.shape[1], dtype=torch.float64, device=w.device)
+    wc, pc = w - w.mean(-1, keepdim=True), position - position.mean()
+    denominator = wc.norm(dim=-1) * pc.norm()
+    corr = torch.where(denominator > 0, (wc * pc).sum(-1) / denominator.clamp_min(1e-300), 0.0)
+    return {
+        "order/w_mean": float(w.mean()),
+        "order/w_std": float(w.std()) if w.numel() > 1 else 0.0,
+        "order/w_position_corr": float(corr.mean()),
+    }
 
 
 class RunLogger:
@@ -59,24 +79,13 @@ class RunLogger:
             f.write(json.dumps({"step": step, **values}) + "\n")
 
     def order_weights(self, step: int, model, x: Tensor) -> None:
-        """Histogram of a learned order's weights on a batch `x: [B, L]`: an optional
-        `order.order_weights(x, features)` method, else the `w` of its forward schedule."""
+        """Histogram of a learned order's Plackett–Luce weights on a batch `x: [B, L]`
+        (`OeMDM.generation_weights`; nothing for orders without them)."""
         if not self.enabled or not model.order.learned:
             return
-        try:
-            with torch.no_grad():
-                if hasattr(model.order, "order_weights"):
-                    features = model.clean_features(x) if model.order.needs_features else None
-                    try:
-                        w = model.order.order_weights(x, features)
-                    except TypeError:
-                        w = model.order.order_weights(x)
-                else:  # per-position exponents of power schedules α = 1 − t^w (LoMDM, GenMD4)
-                    w = getattr(model.forward_schedule(x), "w", None)
-        except Exception as exc:  # an optional plot must never stop training
-            print(f"note: order_weights histogram skipped ({type(exc).__name__}: {exc})")
-            return
-        if isinstance(w, Tensor):
+        with torch.no_grad():
+            w = model.generation_weights(x)
+        if w is not None:
             self.writer.add_histogram("order/weights", w.detach().float().cpu(), step)
 
     def samples(self, step: int, texts: list[str], order: Tensor | None) -> None:

@@ -50,6 +50,11 @@ class Sampler(Component, ABC):
         prefix or the context of an infilling task), entries < 0 are generated.
         """
 
+    def check_model(self, model: OeMDM, length: int | None = None) -> None:
+        """Raise `ValueError` if this sampler cannot serve `model` at `length` (default
+        model.length). Called before training, so that a sampler that does not fit the
+        order fails at once rather than after the last step. Default: no requirement."""
+
 
 class Scorer(Component, ABC):
     """Ranks masked positions for un-masking (higher first). Works with any trained model.

@@ -16,7 +16,9 @@ from oemdm_core.time_proposal import proposal_cdf, proposal_density, proposal_qu
 
 def spread_lomdm():
     """A tiny lomdm model whose forward exponents reach below ½ (the singular regime)."""
-    model = tiny_model({"name": "lomdm", "K": 1}).double()
+    model = tiny_model(
+        {"name": "lomdm", "K": 1, "shared_time": False, "scheduler": "linear"}
+    ).double()
     with torch.no_grad():
         model.order.forward_head.weight.normal_(
             0.0, 3.0, generator=torch.Generator().manual_seed(1)

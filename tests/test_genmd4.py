@@ -22,6 +22,10 @@ def test_registered_with_validated_options():
         tiny_model({"name": "genmd4", "K": 0})
     with pytest.raises(ConfigError, match=r"order\.init"):
         tiny_model({"name": "genmd4", "init": 0.0})
+    with pytest.raises(ConfigError, match=r"order\.shared_time: .*needs K >= 2"):
+        tiny_model({"name": "genmd4", "K": 1})
+    with pytest.raises(ConfigError, match=r"order\.t_min"):
+        tiny_model({"name": "genmd4", "t_min": 0.7})
 
 
 def test_one_exponent_per_vocabulary_item():
@@ -38,7 +42,7 @@ def test_one_exponent_per_vocabulary_item():
 
 
 def test_init_one_is_mdm_with_the_linear_schedule():
-    genmd4 = tiny_model({"name": "genmd4", "K": 1}, length=5)
+    genmd4 = tiny_model({"name": "genmd4", "K": 1, "shared_time": False}, length=5)
     mdm = tiny_model("mdm", "linear", length=5)
     x = torch.randint(0, 3, (12, 5), generator=torch.Generator().manual_seed(0))
     a = genmd4.nelbo(x, generator=torch.Generator().manual_seed(3))
@@ -47,8 +51,10 @@ def test_init_one_is_mdm_with_the_linear_schedule():
     assert torch.all(a.velocity_matching.abs() < 1e-6)  # ŵ = 1/Σ p/1 = 1 = w
 
 
-def test_gradient_matches_exact_enumeration():
-    model = tiny_model({"name": "genmd4", "K": 2}, vocab_size=3, length=5)
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_gradient_matches_exact_enumeration(stop_gradient):
+    order = {"name": "genmd4", "K": 2, "stop_gradient": stop_gradient}
+    model = tiny_model(order, vocab_size=3, length=5)
     randomise_exponents(model)
     exact, _ = check_unbiased(model, torch.tensor([[0, 2, 1, 1, 0]]), batches=20, rows=64)
     assert float(exact["order.rho"].abs().max()) > 0

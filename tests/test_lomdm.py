@@ -31,6 +31,11 @@ def randomise_heads(model, scale: float, seed: int = 1) -> None:
         ({"K": 0}, "K"),
         ({"features": "cnn"}, "features"),
         ({"c3": 1.0}, "c3"),
+        ({"K": 1}, "shared_time"),  # the K draws cannot share a time when there is one
+        ({"t_min": 0.5}, "t_min"),
+        ({"t_min": -1e-3}, "t_min"),
+        ({"scheduler": "mlp"}, "scheduler"),
+        ({"stop_gradient": "sometimes"}, "stop_gradient"),
     ],
 )
 def test_bad_options_name_the_field(options, field):
@@ -63,8 +68,12 @@ class NoHidden(Backbone):
 
 def test_backbone_without_hidden_states_is_a_clear_error():
     schedule = registry.build("schedule", "linear")
-    with pytest.raises(ValueError, match="no-hidden"):
-        OeMDM(NoHidden(), LoMDM(), schedule)
+    for scheduler in ("block", "linear"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"order.features='backbone': the {scheduler} .*no-hidden.*features='encoder'",
+        ):
+            OeMDM(NoHidden(), LoMDM(scheduler=scheduler), schedule)
     # The small separate encoder needs no backbone hidden states.
     model = OeMDM(NoHidden(), LoMDM(features="encoder"), schedule)
     x = torch.randint(0, 3, (4, 4), generator=torch.Generator().manual_seed(0))
@@ -109,7 +118,7 @@ def test_exponents_stay_in_range():
     v = torch.randn(8, 16) * 10
     ns = norm_sig(v)
     torch.testing.assert_close(ns.mean(-1), torch.zeros(8), atol=1e-6, rtol=0)
-    model = tiny_model({"name": "lomdm", "c1": 0.7, "c2": 0.65}, length=8)
+    model = tiny_model({"name": "lomdm", "c1": 0.7, "c2": 0.65, "scheduler": "linear"}, length=8)
     randomise_heads(model, scale=5.0)
     x = torch.randint(0, 3, (16, 8), generator=torch.Generator().manual_seed(0))
     w = model.forward_schedule(x).w
@@ -119,7 +128,9 @@ def test_exponents_stay_in_range():
 
 # -- identities ------------------------------------------------------------------------------
 def test_c1_1_c2_0_is_mdm_with_the_linear_schedule():
-    lomdm = tiny_model({"name": "lomdm", "c1": 1.0, "c2": 0.0, "K": 1}, length=6)
+    lomdm = tiny_model(
+        {"name": "lomdm", "c1": 1.0, "c2": 0.0, "K": 1, "shared_time": False}, length=6
+    )
     mdm = tiny_model("mdm", "linear", length=6)
     x = torch.randint(0, 3, (16, 6), generator=torch.Generator().manual_seed(0))
     a = lomdm.nelbo(x, generator=torch.Generator().manual_seed(5))
@@ -162,7 +173,7 @@ def test_scaling_all_exponents_leaves_the_exact_nelbo_unchanged():
     breakpoints = default_breakpoints(4, grading=20)
 
     def nelbo(c1, c2):
-        model = tiny_model({"name": "lomdm", "c1": c1, "c2": c2}, length=4)
+        model = tiny_model({"name": "lomdm", "c1": c1, "c2": c2, "scheduler": "linear"}, length=4)
         randomise_heads(model, scale=1.0)
         with torch.no_grad():
             return exact_nelbo(model, x, breakpoints=breakpoints, nodes=6).total
@@ -174,14 +185,25 @@ def test_scaling_all_exponents_leaves_the_exact_nelbo_unchanged():
     assert float((nelbo(0.9, 0.2) - base).abs().max()) > 1e-2
 
 
-def test_exact_integrand_is_differentiable_for_every_parameter():
-    model = tiny_model({"name": "lomdm"}, length=4)
+@pytest.mark.parametrize("scheduler", ["block", "linear"])
+def test_exact_integrand_is_differentiable_for_every_parameter(scheduler):
+    model = tiny_model({"name": "lomdm", "scheduler": scheduler}, length=4)
     randomise_heads(model, scale=0.5)
     value = exact_integrand(model, torch.tensor([[0, 1, 2, 0]]), 0.5).total.sum()
-    grads = torch.autograd.grad(
-        value, [model.order.forward_head.weight, model.backbone.head.weight]
-    )
-    assert all(bool(g.isfinite().all()) and float(g.abs().sum()) > 0 for g in grads)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+    missing = [n for n, g in zip(params, grads, strict=True) if g is None]
+    assert not missing, f"no gradient reaches {missing}"
+    assert all(bool(g.isfinite().all()) for g in grads)
+    for part in ("order.forward_head", "order.reverse_head", "backbone.head"):
+        assert (
+            sum(
+                float(g.abs().sum())
+                for n, g in zip(params, grads, strict=True)
+                if n.startswith(part)
+            )
+            > 0
+        )
 
 
 # -- the reverse order is Plackett–Luce(ŵ) ---------------------------------------------------
@@ -227,7 +249,7 @@ def test_ancestral_sampler_uses_the_learned_reverse_schedule():
 
 
 def test_save_and_load_keep_the_heads(tmp_path):
-    model = tiny_model({"name": "lomdm", "K": 1}, length=4)
+    model = tiny_model({"name": "lomdm", "K": 1, "shared_time": False}, length=4)
     randomise_heads(model, scale=1.0)
     model.save_pretrained(tmp_path / "ckpt")
     loaded = OeMDM.from_pretrained(tmp_path / "ckpt")
@@ -253,3 +275,46 @@ def test_gradients_are_finite_at_the_time_edges():
         terms.total.mean().backward()
         for name, p in model.named_parameters():
             assert p.grad is None or bool(p.grad.isfinite().all()), (name, kwargs)
+
+
+# -- training times: t_min and shared times ---------------------------------------------------
+@pytest.mark.statistical
+def test_t_min_training_estimates_the_exact_integral_over_t_min_to_1():
+    """With t_min the training draws are unbiased for ∫_{t_min}^1 of the integrand (exact
+    enumeration of the 2^L masks, Gauss–Legendre in t), and measurably below the NELBO L:
+    the dropped mass ∫_0^{t_min} is the bias the reference codes' clamp accepts."""
+    from oemdm_core.exact import gauss_legendre
+
+    t_min = 0.2
+    model = tiny_model({"name": "lomdm", "t_min": t_min, "scheduler": "linear"}, length=4)
+    randomise_heads(model, scale=0.5)
+    x = torch.tensor([[0, 1, 2, 0]])
+    with torch.no_grad():
+        nodes, weights = gauss_legendre(t_min, 1.0, 16)
+        exact = sum(
+            float(w) * float(exact_integrand(model, x, float(t)).total)
+            for t, w in zip(nodes, weights, strict=True)
+        )
+        full = float(exact_nelbo(model, x).total)
+        g = torch.Generator().manual_seed(0)
+        means = torch.stack(
+            [model.nelbo(x.expand(256, -1), generator=g).total.mean() for _ in range(40)]
+        ).double()
+    mean, se = float(means.mean()), float(means.std() / len(means) ** 0.5)
+    assert abs(mean - exact) < 4 * se, (mean, exact, se)
+    assert full - mean > 4 * se, (full, mean, se)
+
+
+def test_shared_time_gives_the_draws_of_a_sequence_one_time():
+    x = torch.tensor([[0, 1, 2, 0]]).expand(6, -1)
+    for shared in (True, False):
+        model = tiny_model({"name": "lomdm", "K": 3, "shared_time": shared}, length=4)
+        t, _ = model.estimator.training_times(
+            model.order, 6, 3, torch.Generator().manual_seed(0), x.device
+        )
+        per_sequence = t.view(6, 3)
+        assert bool((per_sequence == per_sequence[:, :1]).all()) is shared
+        # low-discrepancy across the rows that have their own time
+        distinct = per_sequence[:, 0] if shared else t
+        gaps = distinct.sort().values.diff()
+        torch.testing.assert_close(gaps, torch.full_like(gaps, 1 / len(distinct)))

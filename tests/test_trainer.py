@@ -122,22 +122,25 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_at_the_next_step_boundary_and_exits_130(tmp_path, monkeypatch):
+    import os
+    import signal
+
     import oemdm_core.trainer as trainer
 
     real, calls = trainer.noise_generator, []
 
     def interrupt(*args):
         calls.append(1)
-        if len(calls) == 4:  # during step 4 (steps 1-3 done)
-            raise KeyboardInterrupt
+        if len(calls) == 4:  # during step 4 (steps 1-3 done): step 4 still completes
+            os.kill(os.getpid(), signal.SIGINT)
         return real(*args)
 
     monkeypatch.setattr(trainer, "noise_generator", interrupt)
     argv = ["train"] + [a for o in tiny(tmp_path, "training.steps=8") for a in ("--set", o)]
     assert main(argv) == 130
     state = torch.load(tmp_path / "run" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
-    assert state["step"] == 3
+    assert state["step"] == 4
 
 
 def test_bad_training_input(tmp_path):

@@ -148,7 +148,6 @@ def test_exact_order_from_the_command_line(runs, capsys):
             "scorer 'plackett-luce' is random",
         ),
         (["--scorer", "margin"], "--scorer margin is only used with --mode exact-order"),
-        (["--mode", "exact-order", "--per-step", "0"], "--per-step must be >= 1, got 0"),
         (["--judge", "RUN"], "scores samples: add --samples N"),
         (
             ["--samples", "1", "--sampler", "remdm", "--sampler-set", "eta=3"],
@@ -172,6 +171,15 @@ def test_bad_input_is_one_line_before_any_work(runs, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert re.search(message, err), err
+
+
+def test_per_step_is_checked_by_the_argument_parser(runs, capsys):
+    _, packed, _ = runs
+    with pytest.raises(SystemExit) as exc:
+        eval_cli(packed, "--mode", "exact-order", "--per-step", "0")
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith("argument --per-step: got 0; must be an integer >= 1")
 
 
 def test_a_dataset_smaller_than_one_sequence_is_named(tmp_path):

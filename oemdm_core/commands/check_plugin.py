@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from oemdm_core.errors import UnknownComponentError, closest
-from oemdm_core.registry import Entry, Registry
-from oemdm_core.testing import ConformanceError, check_order, check_schedule
+
+if TYPE_CHECKING:
+    from oemdm_core.registry import Entry, Registry
 
 NAME = "check-plugin"
 HELP = "Run the conformance kit on an installed plugin's schedules and orders."
@@ -55,6 +57,8 @@ def resolve(registry: Registry, target: str) -> list[Entry]:
 
 def checks_for(registry: Registry, entry: Entry) -> list[tuple[str, Callable[[], None]]]:
     """(label, check) pairs for one component; empty for kinds without checks."""
+    from oemdm_core.testing import check_order, check_schedule
+
     if entry.kind == "schedule":
         return [("check_schedule", lambda: check_schedule(registry.build("schedule", entry.name)))]
     if entry.kind != "order":
@@ -81,6 +85,8 @@ def checks_for(registry: Registry, entry: Entry) -> list[tuple[str, Callable[[],
 
 
 def run(args: argparse.Namespace) -> int:
+    from oemdm_core.testing import ConformanceError
+
     registry = current_registry()
     rows: list[tuple[str, str, str, str]] = []
     failed = 0

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from oemdm_core.commands.args import non_negative_int, positive_int
+
 NAME = "eval"
 HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
 
@@ -26,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default confidence).",
     )
     parser.add_argument(
-        "--per-step", type=int, default=1, help="exact-order: positions un-masked per step."
+        "--per-step",
+        type=positive_int,
+        default=1,
+        help="exact-order: positions un-masked per step.",
     )
     parser.add_argument(
         "--data",
@@ -40,17 +45,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["packed", "padded"],
         help="Zero-shot protocol (default: the config's).",
     )
-    parser.add_argument("--num-times", type=int, help="Times per sequence (default: config).")
     parser.add_argument(
-        "--max-sequences", type=int, help="Evaluate the first N sequences (0 = all)."
+        "--num-times", type=positive_int, help="Times per sequence (default: config)."
     )
-    parser.add_argument("--length", type=int, help="Sequence length (default: the model's).")
-    parser.add_argument("--steps", type=int, help="Evaluate the discrete-time bound L_T.")
+    parser.add_argument(
+        "--max-sequences", type=non_negative_int, help="Evaluate the first N sequences (0 = all)."
+    )
+    parser.add_argument(
+        "--length", type=positive_int, help="Sequence length (default: the model's)."
+    )
+    parser.add_argument("--steps", type=positive_int, help="Evaluate the discrete-time bound L_T.")
     parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="Do not show a progress bar (on stderr)."
+    )
     parser.add_argument(
         "--samples",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="Also draw N samples (the config's sampler) and "
         "report unigram entropy and repetition rate.",
@@ -73,13 +85,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "hf:DIR, a local Hugging Face causal LM (needs the 'judge' extra). Samples are "
         "re-encoded as text with the judge's tokenizer.",
     )
+    add_reverse_scheduler_argument(parser)
+
+
+def add_reverse_scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reverse-scheduler",
+        choices=["learned", "off"],
+        default="learned",
+        help="off: switch a learned order's reverse scheduler off (LoMDM: ŵ ≡ c1, MDM's "
+        "random order with the same denoiser; the paper's c2 = 0 sampling ablation).",
+    )
+
+
+def set_reverse_scheduler(model, choice: str) -> None:
+    """Apply `--reverse-scheduler` to `model`; a one-line error for orders without one."""
+    if choice == "learned":
+        return
+    if not model.order.has_reverse_scheduler:
+        from oemdm_core.errors import ConfigError
+
+        raise ConfigError(
+            f"--reverse-scheduler off: order '{model.order.name}' has no learned reverse "
+            "scheduler to switch off (orders that have one: lomdm); use 'learned'"
+        )
+    model.order.reverse_scheduler_enabled = False
 
 
 def load(checkpoint: str, registry, device: str = "cpu"):
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
+    from oemdm_core.device import resolve_device
+    from oemdm_core.errors import CheckpointError, ConfigError
     from oemdm_core.experiment import parse_config
     from oemdm_core.loader import build_data
-    from oemdm_core.model import OeMDM
+    from oemdm_core.model import CONFIG_FILE, OeMDM
     from oemdm_core.training_state import (
         EXPERIMENT_FILE,
         MODEL_DIR,
@@ -88,9 +127,20 @@ def load(checkpoint: str, registry, device: str = "cpu"):
         load_json,
     )
 
+    device = str(resolve_device(device, "--device"))
     ckpt = find_checkpoint(checkpoint)
-    cfg = parse_config(load_json(ckpt / EXPERIMENT_FILE))
+    try:
+        cfg = parse_config(load_json(ckpt / EXPERIMENT_FILE))
+    except ConfigError as exc:
+        raise CheckpointError(f"{ckpt / EXPERIMENT_FILE}: {exc}") from None
     model = OeMDM.from_pretrained(ckpt / MODEL_DIR, registry=registry, map_location=device)
+    if model.length != cfg.data.length:
+        raise CheckpointError(
+            f"{ckpt / MODEL_DIR / CONFIG_FILE}: length {model.length} disagrees with the "
+            f"data.length {cfg.data.length} the weights were trained at "
+            f"({ckpt / EXPERIMENT_FILE}); was config.json edited? Use --length to "
+            "evaluate or sample another length"
+        )
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
     return model.to(device), cfg, data, ckpt
 
@@ -154,11 +204,12 @@ def run(args: argparse.Namespace) -> int:
         )
     scorer = build_scorer(args, registry)
     model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
         "mode": ev.mode if args.mode in (None, "exact-order") else args.mode,
-        "num_times": args.num_times or ev.num_times,
+        "num_times": ev.num_times if args.num_times is None else args.num_times,
         "max_sequences": ev.max_sequences
         if args.max_sequences is None
         else (args.max_sequences or None),
@@ -197,11 +248,17 @@ def run(args: argparse.Namespace) -> int:
 
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
     batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
-    result = score(batches)
+    shown = batches
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        shown = tqdm(batches, desc="eval", unit="batch", dynamic_ncols=True, leave=False)
+    result = score(shown)
     metrics: dict[str, object] = {
         "checkpoint": str(ckpt),
         "split": ev.split,
         "order": model.order.name,
+        "reverse_scheduler": args.reverse_scheduler,
         **result.as_dict(),
     }
     if scorer is not None:

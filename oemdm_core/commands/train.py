@@ -25,20 +25,33 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--resume", metavar="DIR", help="Continue the run in DIR exactly.")
+    parser.add_argument(
+        "--resume", metavar="DIR", help="Continue the run in DIR exactly (newest checkpoint)."
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Start over in a run directory that holds a run (deletes its checkpoints and logs).",
+    )
 
 
 def resolve_config(args: argparse.Namespace):
     """The experiment config of a train/config invocation (resume: the saved one as base)."""
     from oemdm_core.experiment import load_config
-    from oemdm_core.training_state import CHECKPOINT_DIR, EXPERIMENT_FILE, load_json
+    from oemdm_core.training_state import (
+        CHECKPOINT_DIR,
+        EXPERIMENT_FILE,
+        checkpoint_versions,
+        load_json,
+    )
 
     base = None
     if getattr(args, "resume", None) and not args.config:
-        saved = Path(args.resume) / CHECKPOINT_DIR / EXPERIMENT_FILE
-        if not saved.is_file():
-            raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {saved.parent}")
-        base = load_json(saved)
+        versions = [v for v in checkpoint_versions(args.resume) if (v / EXPERIMENT_FILE).is_file()]
+        if not versions:
+            where = Path(args.resume) / CHECKPOINT_DIR
+            raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {where}")
+        base = load_json(versions[0] / EXPERIMENT_FILE)
         base["training"]["stop_after"] = None  # a resumed run goes on to training.steps
     return load_config(args.config, args.overrides, base=base)
 
@@ -46,8 +59,10 @@ def resolve_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from oemdm_core.trainer import fit
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue or start over")
     cfg = resolve_config(args)
-    result = fit(cfg, resume=args.resume)
+    result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
     if result.evaluation is not None and int(os.environ.get("RANK", "0")) == 0:
         ev = result.evaluation
         print(

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from oemdm_core import Options, Order
+from oemdm_core import Order
 from oemdm_lomdm.power_schedule import PowerSchedule
+from oemdm_lomdm.training_options import LearnedOrderOptions
 
 
 class GenMD4(Order):
@@ -37,18 +38,17 @@ class GenMD4(Order):
     learned = True
     needs_logits = True
 
-    class Options(Options):
-        K: int = Field(
-            default=2, ge=1, description="Draws per sequence for the leave-one-out baseline."
-        )
+    class Options(LearnedOrderOptions):
         init: float = Field(
             default=1.0, gt=0, description="Initial exponent of every token (1 = linear MDLM)."
         )
 
-    def __init__(self, K: int = 2, init: float = 1.0) -> None:
+    def __init__(self, **options) -> None:
         super().__init__()
-        self.options = self.validate_options(K=K, init=init)
-        self.K, self.init = int(K), float(init)
+        self.options = self.validate_options(**options)
+        o = self.options
+        self.K, self.init = o.K, o.init
+        self.shared_time, self.t_min = o.shared_time, o.t_min
         self.rho: nn.Parameter | None = None
 
     @property
@@ -62,6 +62,10 @@ class GenMD4(Order):
         inverse_softplus = self.init + math.log(-math.expm1(-self.init))
         self.rho = nn.Parameter(torch.full((backbone.vocab_size,), inverse_softplus))
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """ρ, the token-keyed forward exponents (the reverse scheduler has no parameters)."""
+        return {"forward_scheduler": [self.rho] if self.rho is not None else []}
+
     def weights(self) -> Tensor:
         """The exponents w = softplus(ρ): `[V]`, > 0."""
         if self.rho is None:
@@ -74,6 +78,10 @@ class GenMD4(Order):
         """α_F^i(x, t) = 1 − t^{w[x^i]} for clean `x: [B, L]`."""
         return PowerSchedule(self.weights()[x])
 
+    def generation_weights(self, x, base, features=None) -> Tensor:
+        """The forward exponents w[x^i] `[B, L]` (Plackett–Luce weights of the order)."""
+        return self.weights()[x]
+
     def reverse_schedule(self, z_t, t, base, out=None):
         """α_R^i(z_t, s) = 1 − s^{ŵ^i}, ŵ^i = 1 / Σ_v p_θ(v|z_t)_i / w[v] at masked positions.
 
@@ -84,7 +92,8 @@ class GenMD4(Order):
                 "call it through OeMDM.reverse_schedule, which supplies them"
             )
         w = self.weights()  # [V]
-        probs = torch.softmax(out.logits.float(), dim=-1)  # [B, L, V]
+        logits = out.logits.detach() if self.options.stop_gradient else out.logits
+        probs = torch.softmax(logits.float(), dim=-1)  # [B, L, V]
         w_hat = 1.0 / (probs @ (1.0 / w))  # [B, L]
         vocab = w.shape[0]
         clean = z_t < vocab

@@ -13,9 +13,18 @@ the clean x per training step, plus the hidden states at z_t that the denoiser c
 anyway). With `features: encoder` a small separate transformer encoder computes f for both x
 and z_t, and the backbone needs no hidden states.
 
-Gradients: `learned = True` makes the generic estimator draw K (t, z_t) pairs per sequence
-and add the score-function term (f − b)·∇log q(z_t | x) with a leave-one-out baseline; the
-pathwise gradient through w flows through the velocities (see `oemdm_core.estimator`).
+Training (the paper's recipe is the default; each choice is an option, so it can be ablated):
+- `learned = True`: the generic estimator draws K (t, z_t) pairs per sequence and adds the
+  score-function term (f − b)·∇log q(z_t | x) with a leave-one-out baseline; the pathwise
+  gradient through w flows through the velocities (see `oemdm_core.estimator`).
+- `stop_gradient`: the schedulers read stop-gradient copies of the backbone's features: the
+  clean-x pass runs under `torch.no_grad` and the z_t hidden states are detached before h_ψ,
+  so the backbone is trained by the NELBO through its logits only.
+- `shared_time`: the K draws of a sequence share one t (the baseline then removes only the
+  mask noise, not the variation of the loss with t).
+- `scheduler`: g_φ and h_ψ are a small transformer block + MLP head (`block`) or one linear
+  readout (`linear`); see `oemdm_lomdm.scheduler`.
+- `t_min`: train on t ∈ [t_min, 1] (reference codes use 1e-3; biased, see docs/math.md).
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from oemdm_core import Options, Order
+from oemdm_core import ConfigError, Order
 from oemdm_lomdm.power_schedule import PowerSchedule
+from oemdm_lomdm.scheduler import scheduler_network
+from oemdm_lomdm.training_options import LearnedOrderOptions
 
 
 def norm_sig(v: Tensor) -> Tensor:
@@ -70,17 +81,15 @@ class LoMDM(Order):
     name = "lomdm"
     learned = True
     needs_features = True
+    has_reverse_scheduler = True
 
-    class Options(Options):
+    class Options(LearnedOrderOptions):
         c1: float = Field(default=0.7, gt=0, description="Centre of the exponents w (c1 > c2).")
         c2: float = Field(
             default=0.65,
             ge=0,
             validate_default=True,  # so that c1 below the default c2 is caught
             description="Spread of the exponents: w ∈ (c1 − c2, c1 + c2).",
-        )
-        K: int = Field(
-            default=2, ge=1, description="Draws per sequence for the leave-one-out baseline."
         )
         features: Literal["backbone", "encoder"] = Field(
             default="backbone",
@@ -90,6 +99,14 @@ class LoMDM(Order):
             default=64, ge=8, multiple_of=2, description="Width of the small encoder."
         )
         encoder_layers: int = Field(default=1, ge=1, description="Layers of the small encoder.")
+        scheduler: Literal["linear", "block"] = Field(
+            default="block",
+            description="Scheduler networks g_φ, h_ψ: a transformer block + MLP head, or one "
+            "linear readout.",
+        )
+        scheduler_width: int = Field(
+            default=64, ge=8, multiple_of=2, description="Width of the block scheduler."
+        )
 
         @field_validator("c2")
         @classmethod
@@ -101,57 +118,54 @@ class LoMDM(Order):
                 )
             return c2
 
-    def __init__(
-        self,
-        c1: float = 0.7,
-        c2: float = 0.65,
-        K: int = 2,
-        features: str = "backbone",
-        encoder_width: int = 64,
-        encoder_layers: int = 1,
-    ) -> None:
+    def __init__(self, **options) -> None:
         super().__init__()
-        # Same checks as Options, for direct construction.
-        self.options = self.validate_options(
-            c1=c1,
-            c2=c2,
-            K=K,
-            features=features,
-            encoder_width=encoder_width,
-            encoder_layers=encoder_layers,
-        )
-        self.c1, self.c2, self.K, self.features = float(c1), float(c2), int(K), features
-        self.encoder_width, self.encoder_layers = encoder_width, encoder_layers
+        self.options = self.validate_options(**options)
+        o = self.options
+        self.c1, self.c2, self.K, self.features = o.c1, o.c2, o.K, o.features
+        self.shared_time, self.t_min = o.shared_time, o.t_min
         # With its own encoder the order reads no backbone hidden states (and costs no extra
         # backbone pass): the encoder runs on x (forward) and on z_t (reverse).
-        self.needs_features = features == "backbone"
+        self.needs_features = o.features == "backbone"
+        self.feature_gradient = not o.stop_gradient
         self.encoder: SmallEncoder | None = None
-        self.forward_head: nn.Linear | None = None
-        self.reverse_head: nn.Linear | None = None
+        self.forward_head: nn.Module | None = None
+        self.reverse_head: nn.Module | None = None
 
     @property
     def num_draws(self) -> int:
         return self.K
 
     def bind(self, backbone: nn.Module) -> None:
-        """Create the heads g_φ, h_ψ (and the encoder) sized for `backbone`."""
+        """Create the scheduler networks g_φ, h_ψ (and the encoder) sized for `backbone`."""
         if self.forward_head is not None:
             return
-        if self.features == "encoder":
-            self.encoder = SmallEncoder(
-                backbone.vocab_size + 1,
-                backbone.max_length,
-                self.encoder_width,
-                self.encoder_layers,
+        o = self.options
+        if o.features == "backbone" and not backbone.exposes_hidden:
+            raise ConfigError(
+                f"order.features='backbone': the {o.scheduler} schedulers read the backbone's "
+                f"hidden states, but backbone '{backbone.name}' exposes none; use "
+                "features='encoder' (a small encoder of the order's own)"
             )
-            width = self.encoder_width
+        if o.features == "encoder":
+            self.encoder = SmallEncoder(
+                backbone.vocab_size + 1, backbone.max_length, o.encoder_width, o.encoder_layers
+            )
+            width = o.encoder_width
         else:
             width = backbone.hidden_size
-        self.forward_head = nn.Linear(width, 1)
-        self.reverse_head = nn.Linear(width, 1)
-        for head in (self.forward_head, self.reverse_head):
-            nn.init.normal_(head.weight, std=0.02)  # starts near the schedule 1 − t^{c1}
-            nn.init.zeros_(head.bias)
+        self.forward_head, self.reverse_head = (
+            scheduler_network(o.scheduler, width, o.scheduler_width, backbone.max_length)
+            for _ in range(2)
+        )
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """g_φ (with the encoder, which both schedulers read) and h_ψ."""
+        forward = list(self.forward_head.parameters()) if self.forward_head is not None else []
+        if self.encoder is not None:
+            forward += list(self.encoder.parameters())
+        reverse = list(self.reverse_head.parameters()) if self.reverse_head is not None else []
+        return {"forward_scheduler": forward, "reverse_scheduler": reverse}
 
     def _features(self, tokens: Tensor, given: Tensor | None, what: str) -> Tensor:
         if self.forward_head is None:
@@ -165,9 +179,9 @@ class LoMDM(Order):
                 f"lomdm with features='backbone' needs the backbone hidden states of {what} "
                 "([B, L, D]); call it through OeMDM, which supplies them"
             )
-        return given
+        return given.detach() if self.options.stop_gradient else given
 
-    def exponents(self, head: nn.Linear, features: Tensor) -> Tensor:
+    def exponents(self, head: nn.Module, features: Tensor) -> Tensor:
         """c1 + c2 · NormSig(head(features)): `[B, L]` from `features: [B, L, D]`."""
         logits = head(features).squeeze(-1)  # [B, L]
         return self.c1 + self.c2 * norm_sig(logits.float())
@@ -177,7 +191,16 @@ class LoMDM(Order):
         f = self._features(x, features, "the clean x")
         return PowerSchedule(self.exponents(self.forward_head, f))
 
+    def generation_weights(self, x, base, features=None) -> Tensor:
+        """The forward exponents w `[B, L]` (Plackett–Luce weights of the generation order)."""
+        return self.forward_schedule(x, base, features).w
+
     def reverse_schedule(self, z_t, t, base, out=None) -> PowerSchedule:
-        """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `out.hidden`: backbone hidden states at z_t."""
+        """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `out.hidden`: backbone hidden states at z_t.
+
+        With `reverse_scheduler_enabled = False` (the paper's c2 = 0 sampling ablation),
+        ŵ ≡ c1: MDM's random order with the same denoiser."""
+        if not self.reverse_scheduler_enabled:
+            return PowerSchedule(torch.full(z_t.shape, self.c1, device=z_t.device))
         f = self._features(z_t, out.hidden if out is not None else None, "z_t")
         return PowerSchedule(self.exponents(self.reverse_head, f))

@@ -30,6 +30,10 @@ class PowerSchedule(PositionSchedule):
         self.w = w
         self.rows = w.shape[0]
 
+    def repeat_rows(self, k: int) -> PowerSchedule:
+        """Every row repeated `k` times in place: exponents `[B·k, L]`."""
+        return self if k == 1 else PowerSchedule(self.w.repeat_interleave(k, 0))
+
     def _time(self, t: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
         """(column `[B, 1]` in the working dtype, t > 0 mask, safe t: 1 where t = 0)."""
         col = as_time_column(t, self.rows, self.w.device)

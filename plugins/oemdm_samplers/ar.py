@@ -60,6 +60,9 @@ class ARSampler(Sampler):
         check_common(None, top_p, temperature)
         self.temperature, self.top_p, self.cache = temperature, top_p, cache
 
+    def check_model(self, model, length=None):
+        check_ar_model(model, self.cache)
+
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None):
         check_ar_model(model, self.cache)

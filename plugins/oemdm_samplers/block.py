@@ -143,6 +143,9 @@ class BlockSampler(Sampler):
                 )
         return size
 
+    def check_model(self, model, length=None):
+        self._check(model, model.length if length is None else length)
+
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None):
         length = model.length if length is None else length

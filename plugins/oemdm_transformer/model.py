@@ -256,7 +256,9 @@ class Transformer(Backbone):
 
         self.embed = nn.Embedding(vocab_size + 1, self.d_model)  # + the mask token
         if attention == "causal":
-            self.bos = nn.Parameter(torch.zeros(self.d_model))
+            # Initialised like the embeddings: an all-zero input row makes the first
+            # LayerNorm's gradient ~1/sqrt(eps) (grad norm 1.6e11 at init, preset small).
+            self.bos = nn.Parameter(torch.empty(self.d_model).normal_(std=0.02))
         if time_conditioning:
             self.time_mlp = nn.Sequential(
                 nn.Linear(self.d_model, self.d_model),
