@@ -38,7 +38,7 @@ class DataConfig(Section):
         default="packed",
         description="packed: contiguous chunks of L tokens; padded: one document per sequence, pad id = V_tokenizer.",
     )
-    length: int = Field(default=128, gt=0, description="Sequence length L.")
+    length: int = Field(default=64, gt=0, description="Sequence length L.")
     split_lines: bool = Field(
         default=False, description="Treat every non-empty line as a document (padded protocol)."
     )
@@ -63,9 +63,9 @@ class TrainingConfig(Section):
         gt=0,
         description="Stop this run after this step (resume later); None = steps.",
     )
-    batch_size: int = Field(default=16, gt=0, description="Global batch in sequences per step.")
+    batch_size: int = Field(default=32, gt=0, description="Global batch in sequences per step.")
     grad_accum: int = Field(default=1, gt=0, description="Micro-batches per step (per process).")
-    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")
+    lr: float = Field(default=3e-3, gt=0, description="Peak learning rate (AdamW).")
     min_lr_ratio: float = Field(
         default=0.1, ge=0, le=1, description="Final lr of the cosine decay as a fraction of lr."
     )
