@@ -22,9 +22,10 @@ Reported per model: test bits/char (unbiased Monte Carlo NELBO ± its SE) agains
 fraction of valid samples, and the generation order's Spearman correlation with position
 (over all positions and over the y's; +1 = left to right) from the model's own sampler.
 LoMDM is trained with the paper's recipe (the defaults) and with each choice reverted:
-`lomdm-grad` (no stop-gradient), `lomdm-time` (independent t per draw), `lomdm-linear`
-(linear schedulers), `lomdm-tmin` (t ∈ [1e-3, 1]), `lomdm-is` (importance-sampled t) and
-`lomdm-old` (all three of grad/time/linear reverted: the code before issue 11).
+`lomdm-grad` (no stop-gradient), `lomdm-time` (independent t per draw), `lomdm-block`
+(the paper's block schedulers; `lomdm-linear` names the linear default explicitly),
+`lomdm-tmin` (t ∈ [1e-3, 1]), `lomdm-is` (importance-sampled t) and `lomdm-old` (grad and
+time reverted, linear schedulers: the code before issue 11).
 
     python benchmarks/lookup_chain_task.py --quick       # smoke test, about a minute
     python benchmarks/lookup_chain_task.py --settings steps --models ar,mdm,lomdm
@@ -125,7 +126,8 @@ def model_specs() -> dict[str, ModelSpec]:
     ablations = {
         "lomdm-grad": {"stop_gradient": False},
         "lomdm-time": {"shared_time": False},
-        "lomdm-linear": {"scheduler": "linear"},
+        "lomdm-block": {"scheduler": "block"},
+        "lomdm-linear": {"scheduler": "linear"},  # the default since 2026-12-01 (= lomdm)
         "lomdm-tmin": {"t_min": 1e-3},
         "lomdm-old": {"stop_gradient": False, "shared_time": False, "scheduler": "linear"},
     }

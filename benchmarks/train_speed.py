@@ -167,8 +167,8 @@ def configurations(block_size: int) -> list[tuple[str, dict | None, str, dict]]:
             {"attention": "bidirectional"},
         ),
         (
-            "lomdm K=2 linear schedulers / generic",
-            {"name": "lomdm", "K": 2, "scheduler": "linear"},
+            "lomdm K=2 block schedulers / generic",
+            {"name": "lomdm", "K": 2, "scheduler": "block"},
             "generic",
             {"attention": "bidirectional"},
         ),

@@ -90,14 +90,14 @@ def check_unbiased(model, x, batches=24, rows=64):
     return exact, samples
 
 
-# The defaults (stop-gradient features, block schedulers) and the ablations that change which
+# The defaults (stop-gradient features, linear schedulers), the block schedulers and the ablations that change which
 # parameters the terms reach. With stop_gradient the target is the exact gradient with the
 # scheduler features held constant: `exact_integrand` builds the forward schedule through
 # `model.forward_schedule`, which runs the clean-x pass without gradient for such orders, and
 # the reverse scheduler detaches the z_t hidden states itself.
 GRADIENT_CONFIGS = {
     "defaults": {},
-    "linear": {"scheduler": "linear"},
+    "block": {"scheduler": "block"},
     "no-stop-gradient": {"stop_gradient": False, "scheduler": "linear"},
 }
 

@@ -52,7 +52,7 @@ def test_fixed_orders_log_only_the_backbone_group(tmp_path):
 
 
 def test_reverse_scheduler_off_is_random_order_with_c1():
-    model = tiny_model({"name": "lomdm"}, length=6)
+    model = tiny_model({"name": "lomdm", "scheduler": "block"}, length=6)
     with torch.no_grad():  # a learned reverse scheduler that prefers some positions
         model.order.reverse_head.position.weight.normal_(
             0, 1.0, generator=torch.Generator().manual_seed(0)
