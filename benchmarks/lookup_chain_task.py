@@ -24,8 +24,9 @@ fraction of valid samples, and the generation order's Spearman correlation with 
 LoMDM is trained with the paper's recipe (the defaults) and with each choice reverted:
 `lomdm-grad` (no stop-gradient), `lomdm-time` (independent t per draw), `lomdm-block`
 (the paper's block schedulers; `lomdm-linear` names the linear default explicitly),
-`lomdm-tmin` (t ∈ [1e-3, 1]), `lomdm-is` (importance-sampled t) and `lomdm-old` (grad and
-time reverted, linear schedulers: the code before issue 11).
+`lomdm-tmin` (t ∈ [1e-3, 1]), `lomdm-uniform` (uniform t), `lomdm-is` (importance-sampled t
+forced by the estimator, the default since 2026-12-02) and `lomdm-old` (grad and time
+reverted, linear schedulers, uniform t: the code before issue 11).
 
     python benchmarks/lookup_chain_task.py --quick       # smoke test, about a minute
     python benchmarks/lookup_chain_task.py --settings steps --models ar,mdm,lomdm
@@ -129,7 +130,13 @@ def model_specs() -> dict[str, ModelSpec]:
         "lomdm-block": {"scheduler": "block"},
         "lomdm-linear": {"scheduler": "linear"},  # the default since 2026-12-01 (= lomdm)
         "lomdm-tmin": {"t_min": 1e-3},
-        "lomdm-old": {"stop_gradient": False, "shared_time": False, "scheduler": "linear"},
+        "lomdm-uniform": {"times": "uniform"},
+        "lomdm-old": {
+            "stop_gradient": False,
+            "shared_time": False,
+            "scheduler": "linear",
+            "times": "uniform",
+        },
     }
     specs = [
         ModelSpec("ar", {"name": "ar"}, {"attention": "causal"}, {"name": "ar"}),
@@ -143,6 +150,8 @@ def model_specs() -> dict[str, ModelSpec]:
         ModelSpec("genmd4", {"name": "genmd4"}),
         ModelSpec("lomdm", lomdm),
         *(ModelSpec(key, {**lomdm, **change}) for key, change in ablations.items()),
+        # importance-sampled t forced through the estimator (= the lomdm default since
+        # 2026-12-02; before, the default was uniform t)
         ModelSpec("lomdm-is", lomdm, estimator={"name": "generic", "times": "importance"}),
     ]
     return {s.key: s for s in specs}

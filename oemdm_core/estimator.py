@@ -59,7 +59,7 @@ class MonteCarloEstimator(Estimator):
     a leave-one-out baseline; fixed orders use one draw. How drawn times are laid out (K
     draws sharing one t, a lower limit t_min) is declared by the order: `training_times`.
 
-    `times="importance"` draws t from the proposal of `oemdm_core.time_proposal` instead
+    `times="auto"` (the default) takes the order's declared `times`; `times="importance"` draws t from the proposal of `oemdm_core.time_proposal` instead
     (u low-discrepancy, t = Q⁻¹(u)) and weights every term by 1/q(t): the same expectation,
     but finite variance for power-law schedules with exponents w < ½ (LoMDM, GenMD4), where
     uniform t gives a heavy-tailed loss. Times passed in by the caller are used unweighted.
@@ -68,15 +68,16 @@ class MonteCarloEstimator(Estimator):
     name = "generic"
 
     class Options(Options):
-        times: Literal["uniform", "importance"] = Field(
-            default="uniform",
-            description="How training draws t: uniform, or importance-sampled from "
-            "½·U + ½·law(U^20) with weights 1/q(t) (for learned power-law orders).",
+        times: Literal["auto", "uniform", "importance"] = Field(
+            default="auto",
+            description="How training draws t: auto (the order's choice: importance for "
+            "lomdm, uniform otherwise), uniform, or importance-sampled from "
+            "½·U + ½·law(U^20) with weights 1/q(t).",
         )
 
-    def __init__(self, times: Literal["uniform", "importance"] = "uniform") -> None:
-        if times not in ("uniform", "importance"):
-            raise ValueError(f"times must be 'uniform' or 'importance', got {times!r}")
+    def __init__(self, times: Literal["auto", "uniform", "importance"] = "auto") -> None:
+        if times not in ("auto", "uniform", "importance"):
+            raise ValueError(f"times must be 'auto', 'uniform' or 'importance', got {times!r}")
         self.times = times
 
     def training_times(
@@ -98,7 +99,7 @@ class MonteCarloEstimator(Estimator):
         shared = order.shared_time and draws > 1
         t = N.low_discrepancy_times(batch if shared else batch * draws, generator, device)
         weight = None
-        if self.times == "importance":
+        if (order.times if self.times == "auto" else self.times) == "importance":
             t, weight = importance_times(t)
             weight = weight.to(torch.float32)
         if order.t_min > 0:

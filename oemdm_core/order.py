@@ -36,6 +36,9 @@ class Order(Component, nn.Module, ABC):
     - `shared_time`: the `num_draws` draws of one sequence share one t, so the
       leave-one-out baseline removes only the mask noise (times stay low-discrepancy
       across sequences).
+    - `times`: how the generic estimator (with its default `times: auto`) draws training
+      times: `uniform`, or `importance` (the proposal of `oemdm_core.time_proposal`, with
+      weights 1/q(t)); both unbiased.
     - `t_min`: training times are drawn on [t_min, 1] (weighted by 1 − t_min), so training
       estimates ∫_{t_min}^1 of the integrand, not L; 0 (the default) is unbiased for L.
     - `feature_gradient`: the clean-x features f(x) (`needs_features`) carry gradients into
@@ -51,6 +54,7 @@ class Order(Component, nn.Module, ABC):
     needs_logits: ClassVar[bool] = False
     has_reverse_scheduler: ClassVar[bool] = False
     shared_time: bool = False
+    times: str = "uniform"
     t_min: float = 0.0
     feature_gradient: bool = True
     reverse_scheduler_enabled: bool = True

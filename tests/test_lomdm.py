@@ -129,7 +129,8 @@ def test_exponents_stay_in_range():
 # -- identities ------------------------------------------------------------------------------
 def test_c1_1_c2_0_is_mdm_with_the_linear_schedule():
     lomdm = tiny_model(
-        {"name": "lomdm", "c1": 1.0, "c2": 0.0, "K": 1, "shared_time": False}, length=6
+        {"name": "lomdm", "c1": 1.0, "c2": 0.0, "K": 1, "shared_time": False, "times": "uniform"},
+        length=6,
     )
     mdm = tiny_model("mdm", "linear", length=6)
     x = torch.randint(0, 3, (16, 6), generator=torch.Generator().manual_seed(0))
@@ -308,7 +309,8 @@ def test_t_min_training_estimates_the_exact_integral_over_t_min_to_1():
 def test_shared_time_gives_the_draws_of_a_sequence_one_time():
     x = torch.tensor([[0, 1, 2, 0]]).expand(6, -1)
     for shared in (True, False):
-        model = tiny_model({"name": "lomdm", "K": 3, "shared_time": shared}, length=4)
+        order = {"name": "lomdm", "K": 3, "shared_time": shared, "times": "uniform"}
+        model = tiny_model(order, length=4)
         t, _ = model.estimator.training_times(
             model.order, 6, 3, torch.Generator().manual_seed(0), x.device
         )
@@ -318,3 +320,40 @@ def test_shared_time_gives_the_draws_of_a_sequence_one_time():
         distinct = per_sequence[:, 0] if shared else t
         gaps = distinct.sort().values.diff()
         torch.testing.assert_close(gaps, torch.full_like(gaps, 1 / len(distinct)))
+
+
+def test_times_auto_follows_the_order():
+    """The generic estimator's default `times: auto` takes the order's declared choice:
+    importance-sampled (weighted) times for lomdm, uniform (unweighted) for mdm; an explicit
+    estimator option overrides it."""
+    g = torch.Generator().manual_seed(0)
+    lomdm = tiny_model({"name": "lomdm"}, length=4)
+    _, weight = lomdm.estimator.training_times(lomdm.order, 8, 2, g, torch.device("cpu"))
+    assert weight is not None and bool((weight > 0).all())
+    uniform = tiny_model({"name": "lomdm", "times": "uniform"}, length=4)
+    assert uniform.estimator.training_times(uniform.order, 8, 2, g, torch.device("cpu"))[1] is None
+    mdm = tiny_model("mdm", length=4)
+    assert mdm.estimator.training_times(mdm.order, 8, 1, g, torch.device("cpu"))[1] is None
+    forced = registry.build("estimator", "generic", times="importance")
+    assert forced.training_times(mdm.order, 8, 1, g, torch.device("cpu"))[1] is not None
+
+
+@pytest.mark.statistical
+def test_default_importance_times_are_unbiased_for_the_nelbo():
+    """Training draws with the lomdm defaults (importance-sampled t, shared by K = 2 draws)
+    average to the exact NELBO (2^L masks, graded quadrature), for exponents below ½."""
+    model = tiny_model({"name": "lomdm"}, length=4).double()
+    x = torch.tensor([[0, 1, 2, 0]])
+    with torch.no_grad():  # forward logits spread over ±4 on x: w spans most of (0.05, 1.35)
+        head, features = model.order.forward_head, model.clean_features(x)
+        head.weight.mul_(4.0 / head(features).squeeze(-1).std())
+        head.bias.sub_(head(features).squeeze(-1).mean())
+        w = model.forward_schedule(x).w
+        exact = float(exact_nelbo(model, x, breakpoints=default_breakpoints(4, 20), nodes=6).total)
+        g = torch.Generator().manual_seed(0)
+        means = torch.stack(
+            [model.nelbo(x.expand(256, -1), generator=g).total.mean() for _ in range(40)]
+        )
+    assert float(w.min()) < 0.5  # the regime where uniform t has infinite variance
+    mean, se = float(means.mean()), float(means.std() / len(means) ** 0.5)
+    assert abs(mean - exact) < 4 * se, (mean, exact, se)
