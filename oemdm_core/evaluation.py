@@ -63,6 +63,27 @@ class EvalResult:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_sequences(
+        cls, nats: Tensor, length: int, mode: str, steps: int | None = None
+    ) -> EvalResult:
+        """From per-sequence values `nats: [N]` (nats per sequence of `length` tokens)."""
+        mean = float(nats.mean())
+        stderr = (
+            float(nats.std(unbiased=True) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+        )
+        scale = length * math.log(2.0)
+        return cls(
+            mode=mode,
+            nats_per_sequence=mean,
+            bits_per_token=mean / scale,
+            perplexity=math.exp(mean / length),
+            stderr_bits=stderr / scale,
+            num_sequences=len(nats),
+            tokens_per_sequence=length,
+            steps=steps,
+        )
+
 
 @torch.no_grad()
 def evaluate(
@@ -108,21 +129,4 @@ def evaluate(
         model.train(was_training)
     if not per_sequence:
         raise ValueError("no data to evaluate: the batches iterable was empty")
-    values = torch.cat(per_sequence)
-    nats = float(values.mean())
-    stderr = (
-        float(values.std(unbiased=True) / math.sqrt(len(values)))
-        if len(values) > 1
-        else float("nan")
-    )
-    scale = length * math.log(2.0)
-    return EvalResult(
-        mode=mode,
-        nats_per_sequence=nats,
-        bits_per_token=nats / scale,
-        perplexity=math.exp(nats / length),
-        stderr_bits=stderr / scale,
-        num_sequences=len(values),
-        tokens_per_sequence=length,
-        steps=steps,
-    )
+    return EvalResult.from_sequences(torch.cat(per_sequence), length, mode, steps)

@@ -19,7 +19,6 @@ position or block only, so the `ar` order with k = 1 gives exactly the AR likeli
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -128,17 +127,4 @@ def evaluate_exact_order(
         model.train(was_training)
     if not values:
         raise ValueError("no data to evaluate: the batches iterable was empty")
-    nll = torch.cat(values)
-    nats = float(nll.mean())
-    stderr = float(nll.std(unbiased=True) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
-    scale = length * math.log(2.0)
-    return EvalResult(
-        mode="exact-order",
-        nats_per_sequence=nats,
-        bits_per_token=nats / scale,
-        perplexity=math.exp(nats / length),
-        stderr_bits=stderr / scale,
-        num_sequences=len(nll),
-        tokens_per_sequence=length,
-        steps=None,
-    )
+    return EvalResult.from_sequences(torch.cat(values), length, "exact-order")

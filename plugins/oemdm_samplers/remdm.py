@@ -50,9 +50,14 @@ from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.sampler import initial_state
 from oemdm_core.sampling import sample_tokens
-from oemdm_samplers.segment import Segment, SegmentResult, check_common, uniform
+from oemdm_samplers.segment import (
+    Segment,
+    SegmentResult,
+    check_common,
+    uniform,
+    whole_sequence,
+)
 
 STRATEGIES = ("cap", "rescale", "confidence", "loop")
 
@@ -192,15 +197,7 @@ class RemaskingSampler(Sampler):
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        length = model.length if length is None else length
-        z, keep = initial_state(model, num_samples, length, fixed)
-        segment = Segment(
-            tokens=z,
-            mask_id=model.mask_id,
-            denoise=model.denoise,
-            schedule=model.reverse_schedule,
-            uses_time=model.backbone.uses_time,
-        )
+        segment, keep = whole_sequence(model, num_samples, length, fixed)
         return self.run(segment, keep, generator)
 
     @torch.no_grad()

@@ -87,15 +87,11 @@ def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device) -
     return torch.rand(shape, generator=generator, dtype=torch.float64, device=source).to(device)
 
 
-def sample_whole_sequence(
-    rule: SegmentRule,
-    model,
-    num_samples: int,
-    length: int | None,
-    generator: torch.Generator | None,
-    fixed: Tensor | None,
-) -> SampleResult:
-    """Fill the whole sequence as one segment (reverse time 1 → 0) with `model.denoise`."""
+def whole_sequence(
+    model, num_samples: int, length: int | None, fixed: Tensor | None
+) -> tuple[Segment, Tensor]:
+    """The whole sequence as one segment on `model` (all masked but the `fixed` positions),
+    and the `[N, L]` mask of the fixed positions."""
     length = model.length if length is None else length
     z, keep = initial_state(model, num_samples, length, fixed)
     segment = Segment(
@@ -105,6 +101,19 @@ def sample_whole_sequence(
         schedule=model.reverse_schedule,
         uses_time=model.backbone.uses_time,
     )
+    return segment, keep
+
+
+def sample_whole_sequence(
+    rule: SegmentRule,
+    model,
+    num_samples: int,
+    length: int | None,
+    generator: torch.Generator | None,
+    fixed: Tensor | None,
+) -> SampleResult:
+    """Fill the whole sequence as one segment (reverse time 1 → 0) with `model.denoise`."""
+    segment, keep = whole_sequence(model, num_samples, length, fixed)
     result = rule.fill_segment(segment, generator)
     order = torch.where(keep, torch.full_like(result.order, -1), result.order)
     return SampleResult(tokens=result.tokens, order=order, nfe=result.nfe)
