@@ -17,7 +17,7 @@ def monte_carlo_metrics(model: OeMDM, batches, profile) -> dict[str, float]:
     """Unbiased Monte Carlo estimates (with standard errors across sequences) of the
     continuous bound and of L_T, T = `profile.bound_steps`, in bits per token.
 
-    Why not only `oemdm_core.evaluation`: learned power-law schedules α = 1 − t^w have the
+    Why not only `oemdm_core.runtime.evaluation.likelihood`: learned power-law schedules α = 1 − t^w have the
     integrand w·t^{w−1}·E[CE^i] at position i, unbounded at t → 0 when w < 1 (LoMDM allows
     w down to c1 − c2 = 0.05). A midpoint grid in t misses that mass (the 8-point rule
     gives 0.97, 0.89, 0.34 of ∫ w t^{w−1} dt = 1 for w = 0.7, 0.5, 0.1: biased low, as the

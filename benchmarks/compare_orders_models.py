@@ -1,6 +1,6 @@
 """The models, profiles and per-model training job of `compare_orders.py`.
 
-One job = one (setting, model, seed): an `ExperimentConfig` trained with `oemdm_core.trainer.fit`
+One job = one (setting, model, seed): an `ExperimentConfig` trained with `oemdm_core.runtime.trainer.fit`
 into `<out>/runs/<setting>/<model>/seed<seed>`, then evaluated (deterministic NELBO and the
 discrete-T bound on the test split) and sampled. Its result goes to
 `<out>/results/<setting>-<model>-seed<seed>.json`; a job whose result file exists is finished
@@ -22,13 +22,13 @@ from compare_orders_eval import monte_carlo_metrics
 from compare_orders_report import order_exponents, unigram_entropy
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.evaluation import evaluate
-from oemdm_core.experiment import ExperimentConfig, check_components, parse_config
-from oemdm_core.loader import eval_batches
-from oemdm_core.trainer import build_data, fit
-from oemdm_core.training_state import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.data_cache import eval_batches
+from oemdm_core.runtime.evaluation.likelihood import evaluate
+from oemdm_core.runtime.experiment import ExperimentConfig, check_components, parse_config
+from oemdm_core.runtime.trainer import build_data, fit
 
-MODEL_DIR = "model"  # inside the checkpoint directory (see oemdm_core.training_state)
+MODEL_DIR = "model"  # inside the checkpoint directory (see oemdm_core.runtime.checkpoints)
 
 
 # -- the models --------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def backfill(
     result: JobResult, profile: Profile, spec: ModelSpec, out: Path, corpus: Path | None
 ) -> JobResult:
     """Recompute the evaluation of a result written by an older version: the Monte Carlo
-    metrics, and the deterministic ones with the current `oemdm_core.evaluation`."""
+    metrics, and the deterministic ones with the current `oemdm_core.runtime.evaluation.likelihood`."""
     run_dir = Path(result.run_dir)
     cfg = experiment_config(
         profile, spec, result.steps, result.seed, run_dir, corpus, out / "cache", False

@@ -41,7 +41,7 @@ SAMPLERS = (  # label, registry name, options
 
 
 def train(out: Path, name: str, order: str, steps: int, extra: list[str]) -> Path:
-    from oemdm_core.cli import main
+    from oemdm_core.cli.main import main
 
     sets = [
         f"model.order={order}",
@@ -118,14 +118,14 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="eval_suite-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    from oemdm_core.commands.eval import load
-    from oemdm_core.evaluation import evaluate
-    from oemdm_core.exact_order import evaluate_exact_order
-    from oemdm_core.judge import HFJudge, OeMDMJudge
-    from oemdm_core.loader import eval_batches
-    from oemdm_core.registry import registry
-    from oemdm_core.sample_metrics import sample_quality
-    from oemdm_core.zero_shot import parse_data_spec, prepare, zero_shot
+    from oemdm_core.cli.eval import load
+    from oemdm_core.plugin.registry import registry
+    from oemdm_core.runtime.data_cache import eval_batches
+    from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
+    from oemdm_core.runtime.evaluation.judge import HFJudge, OeMDMJudge
+    from oemdm_core.runtime.evaluation.likelihood import evaluate
+    from oemdm_core.runtime.evaluation.sample_metrics import sample_quality
+    from oemdm_core.runtime.evaluation.zero_shot import parse_data_spec, prepare, zero_shot
 
     timings, runs = {}, {}
     for name, order, extra in (

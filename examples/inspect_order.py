@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.visualize import order_heatmap, token_priority_html, token_priority_png
+from oemdm_core.runtime.visualize import order_heatmap, token_priority_html, token_priority_png
 
 
 def build_model(args: argparse.Namespace) -> OeMDM:

@@ -10,44 +10,50 @@ always.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
-from oemdm_core.registry import Registry, registry  # no torch; binds the name `registry`
+from oemdm_core import compat
+from oemdm_core.plugin import registry as _registry_module
+from oemdm_core.plugin.registry import Registry, registry  # no torch; binds the name `registry`
 
-# to the instance (a lazy name would be shadowed by the submodule `oemdm_core.registry`)
+compat.install()
+# The old path of the registry module, bound now so that importing it never rebinds the
+# name `registry` below from the instance to the module.
+sys.modules.setdefault("oemdm_core.registry", _registry_module)
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "ATTENTION_MODES": "oemdm_core.backbone",
-    "Backbone": "oemdm_core.backbone",
-    "DenoiserOutput": "oemdm_core.backbone",
-    "KINDS": "oemdm_core.component",
-    "Component": "oemdm_core.component",
-    "Options": "oemdm_core.component",
-    "ComponentSpec": "oemdm_core.config",
-    "ModelConfig": "oemdm_core.config",
-    "Dataset": "oemdm_core.data",
-    "Tokenizer": "oemdm_core.data",
+    "ATTENTION_MODES": "oemdm_core.interfaces.backbone",
+    "Backbone": "oemdm_core.interfaces.backbone",
+    "DenoiserOutput": "oemdm_core.interfaces.backbone",
+    "KINDS": "oemdm_core.plugin.component",
+    "Component": "oemdm_core.plugin.component",
+    "Options": "oemdm_core.plugin.component",
+    "ComponentSpec": "oemdm_core.model.config",
+    "ModelConfig": "oemdm_core.model.config",
+    "Dataset": "oemdm_core.interfaces.data",
+    "Tokenizer": "oemdm_core.interfaces.data",
     "ConfigError": "oemdm_core.errors",
     "DuplicateComponentError": "oemdm_core.errors",
     "MissingPluginError": "oemdm_core.errors",
     "OeMDMError": "oemdm_core.errors",
     "UnknownComponentError": "oemdm_core.errors",
-    "Estimator": "oemdm_core.estimator",
-    "MonteCarloEstimator": "oemdm_core.estimator",
-    "hookimpl": "oemdm_core.hookspecs",
-    "OeMDM": "oemdm_core.model",
-    "NELBOTerms": "oemdm_core.nelbo",
-    "Order": "oemdm_core.order",
-    "PositionSchedule": "oemdm_core.position_schedule",
-    "WindowedSchedule": "oemdm_core.position_schedule",
-    "block_windows": "oemdm_core.position_schedule",
-    "Sampler": "oemdm_core.sampler",
-    "SampleResult": "oemdm_core.sampler",
-    "Scorer": "oemdm_core.sampler",
-    "BaseSchedule": "oemdm_core.schedule",
+    "Estimator": "oemdm_core.interfaces.estimator",
+    "MonteCarloEstimator": "oemdm_core.nelbo.monte_carlo",
+    "hookimpl": "oemdm_core.plugin.hookspecs",
+    "OeMDM": "oemdm_core.model.oemdm",
+    "NELBOTerms": "oemdm_core.nelbo.terms",
+    "Order": "oemdm_core.interfaces.order",
+    "PositionSchedule": "oemdm_core.interfaces.position_schedule",
+    "WindowedSchedule": "oemdm_core.interfaces.position_schedule",
+    "block_windows": "oemdm_core.interfaces.position_schedule",
+    "Sampler": "oemdm_core.interfaces.sampler",
+    "SampleResult": "oemdm_core.interfaces.sampler",
+    "Scorer": "oemdm_core.interfaces.sampler",
+    "BaseSchedule": "oemdm_core.interfaces.schedule",
 }
 
 __all__ = [
@@ -99,10 +105,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
-    from oemdm_core.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
-    from oemdm_core.component import KINDS, Component, Options
-    from oemdm_core.config import ComponentSpec, ModelConfig
-    from oemdm_core.data import Dataset, Tokenizer
     from oemdm_core.errors import (
         ConfigError,
         DuplicateComponentError,
@@ -110,11 +112,20 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         OeMDMError,
         UnknownComponentError,
     )
-    from oemdm_core.estimator import Estimator, MonteCarloEstimator
-    from oemdm_core.hookspecs import hookimpl
-    from oemdm_core.model import OeMDM
-    from oemdm_core.nelbo import NELBOTerms
-    from oemdm_core.order import Order
-    from oemdm_core.position_schedule import PositionSchedule, WindowedSchedule, block_windows
-    from oemdm_core.sampler import Sampler, SampleResult, Scorer
-    from oemdm_core.schedule import BaseSchedule
+    from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
+    from oemdm_core.interfaces.data import Dataset, Tokenizer
+    from oemdm_core.interfaces.estimator import Estimator
+    from oemdm_core.interfaces.order import Order
+    from oemdm_core.interfaces.position_schedule import (
+        PositionSchedule,
+        WindowedSchedule,
+        block_windows,
+    )
+    from oemdm_core.interfaces.sampler import Sampler, SampleResult, Scorer
+    from oemdm_core.interfaces.schedule import BaseSchedule
+    from oemdm_core.model.config import ComponentSpec, ModelConfig
+    from oemdm_core.model.oemdm import OeMDM
+    from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
+    from oemdm_core.nelbo.terms import NELBOTerms
+    from oemdm_core.plugin.component import KINDS, Component, Options
+    from oemdm_core.plugin.hookspecs import hookimpl

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_model
 
 from oemdm_core import ConfigError, registry
-from oemdm_core.sampling import gumbel_noise, sample_tokens, top_p_filter
+from oemdm_core.interfaces.draws import gumbel_noise, sample_tokens, top_p_filter
 
 L = 4
 

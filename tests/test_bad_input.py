@@ -13,10 +13,10 @@ import torch
 from conftest import tiny_model, tiny_run
 
 from oemdm_core import ConfigError, OeMDM, Registry, registry
-from oemdm_core.cli import main
+from oemdm_core.cli.main import main
 from oemdm_core.errors import CheckpointError, OeMDMWarning
-from oemdm_core.experiment import load_config
-from oemdm_core.training_state import STATE_FILE, find_checkpoint
+from oemdm_core.runtime.checkpoints import STATE_FILE, find_checkpoint
+from oemdm_core.runtime.experiment import load_config
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_sampler_rejects_bad_requests(model):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A run directory with one checkpoint (2 steps of a tiny mdm model)."""
-    from oemdm_core.trainer import fit
+    from oemdm_core.runtime.trainer import fit
 
     tmp = tmp_path_factory.mktemp("trained")
     fit(load_config(overrides=tiny_run(tmp, "run", "training.steps=2")))
@@ -217,7 +217,7 @@ def test_a_corrupt_checkpoint_file_is_named(run_copy, capsys, damaged, words):
 def test_a_corrupt_training_state_is_named(run_copy, capsys):
     path = find_checkpoint(run_copy) / STATE_FILE
     path.write_bytes(path.read_bytes()[:100])
-    from oemdm_core.training_state import load_training_state
+    from oemdm_core.runtime.checkpoints import load_training_state
 
     with pytest.raises(CheckpointError, match=f"{STATE_FILE}: cannot be read, .*corrupt"):
         load_training_state(path.parent)
@@ -249,7 +249,7 @@ def test_a_length_that_disagrees_with_the_trained_one(run_copy, capsys):
 
 
 def test_any_other_exception_is_one_line_with_a_debug_hint(monkeypatch, capsys):
-    import oemdm_core.commands.plugins as plugins
+    import oemdm_core.cli.plugins as plugins
 
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
@@ -369,7 +369,7 @@ def test_a_hook_lookalike_in_a_plugin_is_warned():
 
 def test_unknown_disabled_plugin_names_are_warned_in_every_command(monkeypatch, capsys):
     monkeypatch.setenv("OEMDM_DISABLE_PLUGINS", "lomdn")
-    monkeypatch.setattr(sys.modules["oemdm_core.registry"], "registry", Registry())
+    monkeypatch.setattr(sys.modules["oemdm_core.plugin.registry"], "registry", Registry())
     assert main(["config", "show", "--set", "model.order=mdm"]) == 0
     err = capsys.readouterr().err
     assert "OEMDM_DISABLE_PLUGINS names 'lomdn', which no installed plugin is called" in err
@@ -389,7 +389,7 @@ def test_a_disabled_component_says_by_which_variable(monkeypatch):
 
 
 def test_a_sampler_that_cannot_serve_the_order_fails_before_training(tmp_path):
-    from oemdm_core.trainer import fit
+    from oemdm_core.runtime.trainer import fit
 
     steps = []
     cfg = load_config(
@@ -401,7 +401,7 @@ def test_a_sampler_that_cannot_serve_the_order_fails_before_training(tmp_path):
 
 
 def test_sample_streams_in_batches_with_a_progress_bar(trained, monkeypatch, capsys, tmp_path):
-    from oemdm_core.sampler import Sampler
+    from oemdm_core.interfaces.sampler import Sampler
 
     sizes = []
     real_sample = {}
@@ -440,7 +440,7 @@ def test_sample_streams_in_batches_with_a_progress_bar(trained, monkeypatch, cap
 
 
 def test_sample_out_of_memory_is_one_line(trained, monkeypatch, capsys):
-    from oemdm_core.sampler import Sampler
+    from oemdm_core.interfaces.sampler import Sampler
 
     def oom(self, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.9 GiB")
@@ -459,7 +459,7 @@ def test_eval_shows_progress(trained, capsys):
 
 def test_the_cli_does_not_import_torch_until_a_command_needs_it():
     code = (
-        "import sys; from oemdm_core.cli import build_parser, main; build_parser(); "
+        "import sys; from oemdm_core.cli.main import build_parser, main; build_parser(); "
         "main(['config', 'show']); print('torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

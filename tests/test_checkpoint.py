@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import tiny_run
 
-from oemdm_core.cli import main
+from oemdm_core.cli.main import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.experiment import load_config
-from oemdm_core.trainer import fit
-from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE, find_checkpoint
+from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE, find_checkpoint
+from oemdm_core.runtime.experiment import load_config
+from oemdm_core.runtime.trainer import fit
 
 
 def tiny(tmp_path, run: str, *extra: str):

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from oemdm_core import KINDS
-from oemdm_core.cli import main
-from oemdm_core.registry import DISABLE_ENV
+from oemdm_core.cli.main import main
+from oemdm_core.plugin.registry import DISABLE_ENV
 
 
 @pytest.fixture(autouse=True)

@@ -218,7 +218,7 @@ def _spread_lomdm():
 
 
 def test_importance_sampled_bound_is_unbiased_for_exponents_below_one_half():
-    from oemdm_core.exact import exact_discrete_nelbo, exact_nelbo
+    from oemdm_core.nelbo.exact import exact_discrete_nelbo, exact_nelbo
 
     model = _spread_lomdm()
     x = torch.tensor([[0, 2, 1, 1]])

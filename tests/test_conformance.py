@@ -1,4 +1,4 @@
-"""The conformance kit (`oemdm_core.testing`) runs unchanged over every registered schedule
+"""The conformance kit (`oemdm_core.testing.kits`) runs unchanged over every registered schedule
 and order, and catches components that break the contract."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oemdm_core import BaseSchedule, Order, WindowedSchedule, block_windows, hookimpl, registry
-from oemdm_core.testing import (
+from oemdm_core.testing.kits import (
     ConformanceError,
     check_order,
     check_position_schedule,
@@ -197,7 +197,7 @@ def test_check_order_asks_for_a_model_for_learned_orders(order):
 
 # -- oemdm check-plugin --------------------------------------------------------------------------
 def test_check_plugin_command_passes_builtin_plugins(capsys):
-    from oemdm_core.cli import main
+    from oemdm_core.cli.main import main
 
     assert main(["check-plugin", "schedules"]) == 0
     out = capsys.readouterr().out
@@ -230,11 +230,11 @@ def test_check_plugin_command_fails_on_a_broken_plugin(monkeypatch, capsys):
     import sys
 
     from oemdm_core import Registry
-    from oemdm_core.cli import main
+    from oemdm_core.cli.main import main
 
     fresh = Registry()
     fresh.register_plugin(BrokenPlugin(), name="broken_plugin")
-    monkeypatch.setattr(sys.modules["oemdm_core.registry"], "registry", fresh)
+    monkeypatch.setattr(sys.modules["oemdm_core.plugin.registry"], "registry", fresh)
     assert main(["check-plugin", "broken_plugin"]) == 1
     out = capsys.readouterr().out
     assert "schedule  not_masked_at_one" in out and "0 passed, 1 failed" in out
@@ -242,7 +242,7 @@ def test_check_plugin_command_fails_on_a_broken_plugin(monkeypatch, capsys):
 
 
 def test_check_plugin_command_unknown_name_lists_plugins(capsys):
-    from oemdm_core.cli import main
+    from oemdm_core.cli.main import main
 
     assert main(["check-plugin", "schedulez"]) == 2
     err = capsys.readouterr().err

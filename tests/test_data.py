@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from oemdm_data import ByteTokenizer, CharTokenizer, HFDataset, HFTokenizer, Pydoc, TextFiles
 
-from oemdm_core.loader import Sequences, eval_batches, fit_tokenizer, shard_indices, tokenize_split
+from oemdm_core.runtime.data_cache import (
+    Sequences,
+    eval_batches,
+    fit_tokenizer,
+    shard_indices,
+    tokenize_split,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

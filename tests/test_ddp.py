@@ -17,8 +17,8 @@ import torch
 import torch.multiprocessing as mp
 from conftest import tiny_run
 
-from oemdm_core.experiment import load_config
-from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.experiment import load_config
 
 TOL = 1e-4
 
@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, tmp_path, queue) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from oemdm_core.trainer import fit
+    from oemdm_core.runtime.trainer import fit
 
     try:
         result = fit(load_config(overrides=overrides(tmp_path, "ddp", accum=1)))
@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    from oemdm_core.trainer import fit
+    from oemdm_core.runtime.trainer import fit
 
     single = fit(load_config(overrides=overrides(tmp_path, "single", accum=2)))
     ctx = mp.get_context("spawn")
@@ -82,7 +82,7 @@ def test_ddp_code_path_in_one_process_matches_plain_training(tmp_path):
     all-reduce logging, and must reproduce the plain run exactly."""
     import torch.distributed as dist
 
-    from oemdm_core.trainer import fit
+    from oemdm_core.runtime.trainer import fit
 
     plain = fit(load_config(overrides=overrides(tmp_path, "plain", accum=2)))
     store = dist.FileStore(str(tmp_path / "store"), 1)

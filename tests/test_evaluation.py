@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from oemdm_core.evaluation import evaluate, evaluation_times
-from oemdm_core.exact import exact_discrete_nelbo, exact_nelbo
-from oemdm_core.time_proposal import proposal_cdf, proposal_density, proposal_quantile
+from oemdm_core.nelbo.exact import exact_discrete_nelbo, exact_nelbo
+from oemdm_core.nelbo.time_proposal import proposal_cdf, proposal_density, proposal_quantile
+from oemdm_core.runtime.evaluation.likelihood import evaluate, evaluation_times
 
 
 def spread_lomdm():

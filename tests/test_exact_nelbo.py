@@ -1,6 +1,6 @@
 """Exact enumeration (V=3, L=4) of the facts in DESIGN section 2.
 
-Reference values come from `oemdm_core.exact` (sum over all 2^L masks, Gauss–Legendre over t)
+Reference values come from `oemdm_core.nelbo.exact` (sum over all 2^L masks, Gauss–Legendre over t)
 and, independently, from closed forms: the AR NLL from one causal pass, the any-order
 formula Σ_M B(|M|, L−|M|+1) Σ_{i∈M} CE_i for mdm, and Σ_i CE^i for a unigram denoiser.
 """
@@ -15,7 +15,7 @@ from conftest import tiny_model
 from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, OeMDM, Order, PositionSchedule, registry
-from oemdm_core.exact import (
+from oemdm_core.nelbo.exact import (
     all_masks,
     all_sequences,
     exact_ar_nll,

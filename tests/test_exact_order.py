@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_model
 
 from oemdm_core import registry
-from oemdm_core.exact_order import evaluate_exact_order, exact_order_nll
+from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order, exact_order_nll
 
 DETERMINISTIC = ("confidence", "margin", "entropy", "velocity")
 

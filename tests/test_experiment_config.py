@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.cli import main
+from oemdm_core.cli.main import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.experiment import (
+from oemdm_core.runtime.experiment import (
     ExperimentConfig,
     check_components,
     config_differences,

@@ -14,20 +14,20 @@ import pytest
 import torch
 from conftest import tiny_run
 
-import oemdm_core.trainer as trainer
-from oemdm_core.cli import main
+import oemdm_core.runtime.trainer as trainer
+from oemdm_core.cli.main import main
 from oemdm_core.errors import CheckpointWriteError, OeMDMWarning, RunDirError
-from oemdm_core.experiment import load_config
-from oemdm_core.interrupt import Interrupted
-from oemdm_core.run_dir import LOCK_FILE, RunLock, new_run_dir
-from oemdm_core.trainer import NonFiniteLossError, fit
-from oemdm_core.training_state import (
+from oemdm_core.runtime.checkpoints import (
     CHECKPOINT_DIR,
     CHECKPOINTS_DIR,
     STATE_FILE,
     checkpoint_versions,
     find_checkpoint,
 )
+from oemdm_core.runtime.experiment import load_config
+from oemdm_core.runtime.interrupt import Interrupted
+from oemdm_core.runtime.run_dir import LOCK_FILE, RunLock, new_run_dir
+from oemdm_core.runtime.trainer import NonFiniteLossError, fit
 
 STEPS = 5
 
@@ -168,7 +168,7 @@ def test_sigterm_from_the_cli_exits_143(tmp_path, monkeypatch, capsys):
 
 def _train_subprocess(tmp_path, ignore_sigint: bool = False) -> subprocess.Popen:
     overrides = tiny(tmp_path, "run", "training.steps=100000", "training.log_every=1")
-    argv = [sys.executable, "-m", "oemdm_core.cli", "train"]
+    argv = [sys.executable, "-m", "oemdm_core.cli.main", "train"]
     argv += [a for o in overrides for a in ("--set", o)]
 
     def preexec():
@@ -206,7 +206,7 @@ def test_a_real_signal_checkpoints_and_exits(tmp_path, signum, code, ignore_sigi
 def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path):
     """kill -9 while checkpointing every step: a complete checkpoint is always reachable."""
     overrides = tiny(tmp_path, "run", "training.steps=100000", "training.checkpoint_every=1")
-    argv = [sys.executable, "-m", "oemdm_core.cli", "train"]
+    argv = [sys.executable, "-m", "oemdm_core.cli.main", "train"]
     argv += [a for o in overrides for a in ("--set", o)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "run"
@@ -229,8 +229,8 @@ def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path
     ["torch.save", "rename into place", "pointer swap", "pruning"],
 )
 def test_a_crash_anywhere_in_the_swap_leaves_a_complete_checkpoint(tmp_path, monkeypatch, crash_in):
-    import oemdm_core.checkpoint as checkpoint
-    import oemdm_core.training_state as ts
+    import oemdm_core.files as checkpoint
+    import oemdm_core.runtime.checkpoints as ts
 
     cfg = load_config(overrides=tiny(tmp_path, "run", "training.checkpoint_every=1"))
     fit(load_config(overrides=tiny(tmp_path, "run", "training.stop_after=2")))
@@ -360,7 +360,7 @@ def test_a_directory_holding_a_run_is_refused(tmp_path, capsys):
 
 
 def test_default_run_names_do_not_collide(tmp_path, monkeypatch):
-    import oemdm_core.run_dir as run_dir
+    import oemdm_core.runtime.run_dir as run_dir
 
     class Frozen(run_dir.datetime):
         @classmethod
@@ -381,7 +381,7 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_holder(tmp_path):
             sys.executable,
             "-c",
             "import sys; sys.path[:0] = sys.argv[2:]\n"
-            "from oemdm_core.run_dir import RunLock\n"
+            "from oemdm_core.runtime.run_dir import RunLock\n"
             "import time; lock = RunLock(sys.argv[1]).acquire(); print('locked', flush=True)\n"
             "time.sleep(120)",
             str(run),

@@ -11,9 +11,9 @@ import torch
 from conftest import tiny_model, tiny_run
 from oemdm_data import ByteTokenizer, CharTokenizer
 
-from oemdm_core.cli import main
-from oemdm_core.judge import HFJudge, OeMDMJudge
-from oemdm_core.sample_metrics import generative_perplexity
+from oemdm_core.cli.main import main
+from oemdm_core.runtime.evaluation.judge import HFJudge, OeMDMJudge
+from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 30
 

@@ -9,8 +9,8 @@ from oemdm_lomdm import LoMDM, PowerSchedule, norm_sig
 from torch import nn
 
 from oemdm_core import Backbone, ConfigError, DenoiserOutput, OeMDM, registry
-from oemdm_core.exact import default_breakpoints, exact_integrand, exact_nelbo
-from oemdm_core.nelbo import continuous_integrand
+from oemdm_core.nelbo.exact import default_breakpoints, exact_integrand, exact_nelbo
+from oemdm_core.nelbo.terms import continuous_integrand
 
 
 def randomise_heads(model, scale: float, seed: int = 1) -> None:
@@ -284,7 +284,7 @@ def test_t_min_training_estimates_the_exact_integral_over_t_min_to_1():
     """With t_min the training draws are unbiased for ∫_{t_min}^1 of the integrand (exact
     enumeration of the 2^L masks, Gauss–Legendre in t), and measurably below the NELBO L:
     the dropped mass ∫_0^{t_min} is the bias the reference codes' clamp accepts."""
-    from oemdm_core.exact import gauss_legendre
+    from oemdm_core.nelbo.exact import gauss_legendre
 
     t_min = 0.2
     model = tiny_model({"name": "lomdm", "t_min": t_min, "scheduler": "linear"}, length=4)

@@ -1,7 +1,7 @@
 """Unbiasedness of the learned-order gradient: Monte Carlo mean vs the exact gradient.
 
 At a fixed time t the NELBO integrand is F(params) = Σ_masks q_φ(z_t | x) f(z_t), a finite
-sum over the 2^L masks (`oemdm_core.exact.exact_integrand`), so autograd gives its exact
+sum over the 2^L masks (`oemdm_core.nelbo.exact.exact_integrand`), so autograd gives its exact
 gradient for every parameter: the forward head g_φ (through q and through the velocities),
 the reverse head h_ψ and the shared backbone (through both paths). The estimator's gradient
 (`model.nelbo(x, t=t).total.mean().backward()`) must match it in expectation.
@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from oemdm_core.exact import exact_integrand
+from oemdm_core.nelbo.exact import exact_integrand
 
 T_FIXED = 0.625  # exactly representable in float32, so MC and exact use the same time
 DIRECTIONS = 3

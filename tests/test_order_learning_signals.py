@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import tiny_model, tiny_run
 
-from oemdm_core.cli import main
-from oemdm_core.run_log import order_statistics
+from oemdm_core.cli.main import main
+from oemdm_core.runtime.run_log import order_statistics
 
 
 def test_order_statistics_sign_and_spread():

@@ -22,7 +22,7 @@ from oemdm_core import (
     UnknownComponentError,
     hookimpl,
 )
-from oemdm_core.registry import DISABLE_ENV
+from oemdm_core.plugin.registry import DISABLE_ENV
 
 
 class Constant(BaseSchedule):

@@ -9,7 +9,11 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from oemdm_core.sample_metrics import generative_perplexity, repetition_rate, unigram_entropy
+from oemdm_core.runtime.evaluation.sample_metrics import (
+    generative_perplexity,
+    repetition_rate,
+    unigram_entropy,
+)
 
 
 def test_unigram_entropy_by_hand():
@@ -70,7 +74,7 @@ def test_generative_perplexity_rejects_bad_judges_and_samples():
 
 def test_sample_quality_is_seeded_and_uses_the_judge():
     from oemdm_core import registry
-    from oemdm_core.sample_metrics import sample_quality
+    from oemdm_core.runtime.evaluation.sample_metrics import sample_quality
 
     model = tiny_model("mdm", vocab_size=3, length=6)
     judge = tiny_model("ar", vocab_size=3, length=6, attention="causal")
@@ -86,9 +90,9 @@ def test_sample_quality_is_seeded_and_uses_the_judge():
 def test_eval_command_reports_sample_metrics(tmp_path, capsys):
     import json
 
-    from oemdm_core.cli import main
-    from oemdm_core.experiment import load_config
-    from oemdm_core.trainer import fit
+    from oemdm_core.cli.main import main
+    from oemdm_core.runtime.experiment import load_config
+    from oemdm_core.runtime.trainer import fit
 
     def run(name: str, *model: str) -> str:
         overrides = [

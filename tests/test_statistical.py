@@ -1,5 +1,5 @@
 """The single-draw NELBO estimate is unbiased: its mean matches the exact value (enumeration
-over masks, `oemdm_core.exact`) within 4 standard errors, with a fixed seed."""
+over masks, `oemdm_core.nelbo.exact`) within 4 standard errors, with a fixed seed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_model
 
 from oemdm_core import MonteCarloEstimator
-from oemdm_core.exact import all_sequences, exact_discrete_nelbo, exact_integrand, exact_nelbo
+from oemdm_core.nelbo.exact import all_sequences, exact_discrete_nelbo, exact_integrand, exact_nelbo
 
 ORDERS = {
     "mdm": ("mdm", {}),
@@ -83,8 +83,8 @@ def test_importance_sampled_times_are_unbiased_for_small_exponents(steps):
     error. Control (discrete time, where the values stay finite): the proposal's times
     without their weights are detected as biased. In continuous time they are unbounded at
     t → 0 and break the error bound instead."""
-    from oemdm_core.exact import default_breakpoints
-    from oemdm_core.time_proposal import importance_times
+    from oemdm_core.nelbo.exact import default_breakpoints
+    from oemdm_core.nelbo.time_proposal import importance_times
 
     model = tiny_model({"name": "lomdm", "c1": 0.35, "c2": 0.3})
     generator = torch.Generator().manual_seed(1)

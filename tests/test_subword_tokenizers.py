@@ -13,8 +13,8 @@ from oemdm_data import BPETokenizer, HFTokenizer, TextFiles  # noqa: E402
 from tokenizers import Tokenizer as HFLib  # noqa: E402
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 
-from oemdm_core.loader import fit_tokenizer, tokenize_split  # noqa: E402
-from oemdm_core.registry import Registry  # noqa: E402
+from oemdm_core.plugin.registry import Registry  # noqa: E402
+from oemdm_core.runtime.data_cache import fit_tokenizer, tokenize_split  # noqa: E402
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n\n" * 40 + "théâtre naïve café\n"
 
@@ -148,8 +148,8 @@ def test_hf_tokenizer_rejects_a_file_that_is_not_a_tokenizer(tmp_path):
 def test_train_with_a_bpe_tokenizer_end_to_end(tmp_path):
     from conftest import tiny_run
 
-    from oemdm_core.cli import main
-    from oemdm_core.training_state import load_json
+    from oemdm_core.cli.main import main
+    from oemdm_core.runtime.checkpoints import load_json
 
     args = tiny_run(tmp_path, "run", "data.tokenizer={name: bpe, vocab_size: 320}")
     assert main(["train", *[a for o in args for a in ("--set", o)]]) == 0

@@ -27,9 +27,9 @@ import torch
 
 from oemdm_core import ConfigError, OeMDM, Registry
 from oemdm_core import registry as global_registry
-from oemdm_core.cli import main
-from oemdm_core.registry import DISABLE_ENV
-from oemdm_core.testing import check_order
+from oemdm_core.cli.main import main
+from oemdm_core.plugin.registry import DISABLE_ENV
+from oemdm_core.testing.kits import check_order
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -215,7 +215,7 @@ def test_installed_wheel_is_found_through_its_entry_point(installed_rtl, capsys,
 
     # `oemdm check-plugin rtl` runs the conformance kit on it (the command reads the
     # process-wide registry; swap in one that sees the unpacked wheel).
-    monkeypatch.setattr(sys.modules["oemdm_core.registry"], "registry", reg)
+    monkeypatch.setattr(sys.modules["oemdm_core.plugin.registry"], "registry", reg)
     assert main(["check-plugin", "rtl"]) == 0
     report = capsys.readouterr().out
     assert "order  rtl" in report and "FAIL" not in report

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import tiny_run
 
-from oemdm_core.cli import main
+from oemdm_core.cli.main import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.experiment import load_config
-from oemdm_core.trainer import NonFiniteLossError, fit, lr_factor
-from oemdm_core.training_state import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.experiment import load_config
+from oemdm_core.runtime.trainer import NonFiniteLossError, fit, lr_factor
 
 
 def tiny(tmp_path, *extra: str):
@@ -126,7 +126,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_next_step_boundary_and_exits_130(tmp_p
     import os
     import signal
 
-    import oemdm_core.trainer as trainer
+    import oemdm_core.runtime.trainer as trainer
 
     real, calls = trainer.noise_generator, []
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from oemdm_core.visualize import (
+from oemdm_core.runtime.visualize import (
     order_heatmap,
     order_matrix,
     token_priority_html,

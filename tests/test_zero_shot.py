@@ -12,9 +12,14 @@ from conftest import tiny_run
 from oemdm_data import CharTokenizer, TextFiles
 
 from oemdm_core import registry
-from oemdm_core.cli import main
-from oemdm_core.evaluation import evaluate
-from oemdm_core.zero_shot import encode_texts, parse_data_spec, prepare, zero_shot
+from oemdm_core.cli.main import main
+from oemdm_core.runtime.evaluation.likelihood import evaluate
+from oemdm_core.runtime.evaluation.zero_shot import (
+    encode_texts,
+    parse_data_spec,
+    prepare,
+    zero_shot,
+)
 
 ODD = "Hello wörld 😀 ж, and enough further text to fill a few sequences of sixteen. " * 3
 
@@ -61,7 +66,7 @@ def test_one_table_over_several_datasets_and_json(runs, capsys):
 
 def test_the_same_numbers_as_evaluating_the_sequences_directly(runs):
     tmp, packed, _ = runs
-    from oemdm_core.commands.eval import load
+    from oemdm_core.cli.eval import load
 
     model, cfg, data, _ = load(packed, registry)
     spec = parse_data_spec(str(tmp / "odd.txt"), registry)

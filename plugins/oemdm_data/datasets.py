@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from oemdm_core import Dataset, Options
-from oemdm_core.data import SPLITS
+from oemdm_core.interfaces.data import SPLITS
 
 
 def split_fractions(validation: float, test: float) -> None:

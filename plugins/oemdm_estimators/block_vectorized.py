@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
-from oemdm_core import nelbo as N
-from oemdm_core.estimator import discrete_times
+from oemdm_core.nelbo import terms as N
+from oemdm_core.nelbo.monte_carlo import discrete_times
 from oemdm_estimators.teacher_forcing import check_steps
 
 

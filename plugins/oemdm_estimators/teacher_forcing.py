@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms
-from oemdm_core import nelbo as N
+from oemdm_core.nelbo import terms as N
 
 
 def check_steps(steps: int | None) -> None:

@@ -16,7 +16,7 @@ and z_t, and the backbone needs no hidden states.
 Training (the paper's recipe is the default; each choice is an option, so it can be ablated):
 - `learned = True`: the generic estimator draws K (t, z_t) pairs per sequence and adds the
   score-function term (f − b)·∇log q(z_t | x) with a leave-one-out baseline; the pathwise
-  gradient through w flows through the velocities (see `oemdm_core.estimator`).
+  gradient through w flows through the velocities (see `oemdm_core.nelbo.monte_carlo`).
 - `stop_gradient`: the schedulers read stop-gradient copies of the backbone's features: the
   clean-x pass runs under `torch.no_grad` and the z_t hidden states are detached before h_ψ,
   so the backbone is trained by the NELBO through its logits only.

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 from oemdm_core import Options, Sampler
-from oemdm_core.sampling import sample_tokens
+from oemdm_core.interfaces.draws import sample_tokens
 from oemdm_samplers.segment import (
     Segment,
     SegmentResult,

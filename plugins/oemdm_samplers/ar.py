@@ -6,8 +6,8 @@ import torch
 from pydantic import Field
 
 from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.sampler import initial_state
-from oemdm_core.sampling import sample_tokens
+from oemdm_core.interfaces.draws import sample_tokens
+from oemdm_core.interfaces.sampler import initial_state
 from oemdm_samplers.segment import check_common
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.sampler import initial_state
+from oemdm_core.interfaces.sampler import initial_state
 from oemdm_samplers.segment import Segment, SegmentRule, SlicedSchedule, check_common
 
 FORWARDED = ("steps", "temperature", "top_p")  # block options handed to the inner rule

@@ -50,7 +50,7 @@ from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.sampling import sample_tokens
+from oemdm_core.interfaces.draws import sample_tokens
 from oemdm_samplers.segment import (
     Segment,
     SegmentResult,

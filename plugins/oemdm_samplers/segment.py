@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core import DenoiserOutput, PositionSchedule, SampleResult
-from oemdm_core.sampler import initial_state
+from oemdm_core.interfaces.sampler import initial_state
 
 Denoise = Callable[[Tensor, Tensor], DenoiserOutput]
 ReverseSchedule = Callable[[Tensor, Tensor, DenoiserOutput], PositionSchedule]

@@ -26,8 +26,8 @@ from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import Options, Sampler, SampleResult, Scorer
-from oemdm_core.sampler import initial_state
-from oemdm_core.sampling import sample_tokens
+from oemdm_core.interfaces.draws import sample_tokens
+from oemdm_core.interfaces.sampler import initial_state
 
 
 @dataclass
@@ -96,7 +96,7 @@ class TopKSampler(Sampler):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
         if isinstance(scorer, str):
-            from oemdm_core.registry import registry
+            from oemdm_core.plugin.registry import registry
 
             scorer = registry.build("scorer", scorer)  # unknown names raise, listing the valid ones
         if not isinstance(scorer, Scorer):

@@ -1,0 +1,299 @@
+"""`oemdm eval CKPT`: NELBO (or exact-order likelihood) of a trained checkpoint on its own
+split or, with `--data`, zero-shot on several datasets; as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from oemdm_core.cli.args import non_negative_int, positive_int
+
+NAME = "eval"
+HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="Run directory or checkpoint directory.")
+    parser.add_argument("--split", choices=["validation", "test"], help="Default: the config's.")
+    parser.add_argument(
+        "--mode",
+        choices=["deterministic", "monte-carlo", "exact-order"],
+        help="NELBO mode (default: the config's), or exact-order: the exact likelihood of "
+        "the deterministic order chosen by --scorer (reported next to the NELBO).",
+    )
+    parser.add_argument(
+        "--scorer",
+        help="exact-order: a deterministic scorer (confidence, margin, entropy, velocity; "
+        "default confidence).",
+    )
+    parser.add_argument(
+        "--per-step",
+        type=positive_int,
+        default=1,
+        help="exact-order: positions un-masked per step.",
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="SPEC",
+        help="Zero-shot: evaluate on this dataset instead (repeatable): NAME, "
+        "NAME:{options}, a file or a saved datasets dir, optionally @train|validation|test|all.",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["packed", "padded"],
+        help="Zero-shot protocol (default: the config's).",
+    )
+    parser.add_argument(
+        "--num-times", type=positive_int, help="Times per sequence (default: config)."
+    )
+    parser.add_argument(
+        "--max-sequences", type=non_negative_int, help="Evaluate the first N sequences (0 = all)."
+    )
+    parser.add_argument(
+        "--length", type=positive_int, help="Sequence length (default: the model's)."
+    )
+    parser.add_argument("--steps", type=positive_int, help="Evaluate the discrete-time bound L_T.")
+    parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="Do not show a progress bar (on stderr)."
+    )
+    parser.add_argument(
+        "--samples",
+        type=non_negative_int,
+        default=0,
+        help="Also draw N samples (the config's sampler) and "
+        "report unigram entropy and repetition rate.",
+    )
+    parser.add_argument(
+        "--sampler", help="--samples: sampler registry name (default: the config's)."
+    )
+    parser.add_argument(
+        "--sampler-set",
+        dest="sampler_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--samples: sampler option, e.g. --sampler-set steps=256 (repeatable).",
+    )
+    parser.add_argument(
+        "--judge",
+        metavar="CKPT|hf:DIR",
+        help="Judge of the samples (generative perplexity): an oemdm AR checkpoint, or "
+        "hf:DIR, a local Hugging Face causal LM (needs the 'judge' extra). Samples are "
+        "re-encoded as text with the judge's tokenizer.",
+    )
+    add_reverse_scheduler_argument(parser)
+
+
+def add_reverse_scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reverse-scheduler",
+        choices=["learned", "off"],
+        default="learned",
+        help="off: switch a learned order's reverse scheduler off (LoMDM: ŵ ≡ c1, MDM's "
+        "random order with the same denoiser; the paper's c2 = 0 sampling ablation).",
+    )
+
+
+def set_reverse_scheduler(model, choice: str) -> None:
+    """Apply `--reverse-scheduler` to `model`; a one-line error for orders without one."""
+    if choice == "learned":
+        return
+    if not model.order.has_reverse_scheduler:
+        from oemdm_core.errors import ConfigError
+
+        raise ConfigError(
+            f"--reverse-scheduler off: order '{model.order.name}' has no learned reverse "
+            "scheduler to switch off (orders that have one: lomdm); use 'learned'"
+        )
+    model.order.reverse_scheduler_enabled = False
+
+
+def load(checkpoint: str, registry, device: str = "cpu"):
+    """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
+    from oemdm_core.runtime.restore import load_checkpoint
+
+    return load_checkpoint(checkpoint, registry, device)
+
+
+def metrics_table(metrics: dict[str, object]) -> str:
+    """A two-column text table of `metrics`."""
+    width = max(len(k) for k in metrics)
+    lines = []
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def build_scorer(args: argparse.Namespace, registry):
+    """The exact-order scorer of `args` (None for the NELBO modes), checked before any work."""
+    if args.mode != "exact-order":
+        if args.scorer is not None:
+            raise ValueError(f"--scorer {args.scorer} is only used with --mode exact-order")
+        return None
+    from oemdm_core.runtime.evaluation.exact_order import check_scorer
+
+    if args.per_step < 1:
+        raise ValueError(f"--per-step must be >= 1, got {args.per_step}")
+    scorer = registry.build("scorer", args.scorer or "confidence")
+    check_scorer(scorer)
+    return scorer
+
+
+def build_sampler(args: argparse.Namespace, spec, registry):
+    """The `--samples` sampler: `--sampler` (default: the config's `spec`) with the config's
+    options if it is the same sampler, then `--sampler-set` options; validated (one line)."""
+    import yaml
+
+    from oemdm_core.errors import ConfigError
+
+    name = args.sampler or spec.name
+    options = dict(spec.options) if name == spec.name else {}
+    for item in args.sampler_options:
+        if "=" not in item:
+            raise ConfigError(f"--sampler-set {item!r}: expected key=value, e.g. steps=256")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    cls = registry.get("sampler", name)
+    return cls.from_options(cls.validate_options(prefix=f"sampler[{name}]", **options))
+
+
+def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from oemdm_core.plugin.registry import registry
+    from oemdm_core.runtime.data_cache import build_data
+    from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
+    from oemdm_core.runtime.evaluation.likelihood import evaluate
+
+    if args.judge and not args.samples:
+        raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
+    if (args.sampler or args.sampler_options) and not args.samples:
+        raise ValueError(
+            "--sampler and --sampler-set choose the --samples sampler: add --samples N"
+        )
+    scorer = build_scorer(args, registry)
+    model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
+    ev = cfg.evaluation
+    updates = {
+        "split": args.split or ev.split,
+        "mode": ev.mode if args.mode in (None, "exact-order") else args.mode,
+        "num_times": ev.num_times if args.num_times is None else args.num_times,
+        "max_sequences": ev.max_sequences
+        if args.max_sequences is None
+        else (args.max_sequences or None),
+    }
+    cfg = cfg.model_copy(update={"evaluation": ev.model_copy(update=updates)})
+    if args.length is not None:
+        if args.length > model.backbone.max_length:
+            raise ValueError(
+                f"--length {args.length} exceeds the model's maximum sequence length "
+                f"{model.backbone.max_length}"
+            )
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"length": args.length})})
+    ev = cfg.evaluation
+    nelbo = partial(
+        evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, steps=args.steps
+    )
+    score = (
+        nelbo
+        if scorer is None
+        else partial(evaluate_exact_order, model, scorer=scorer, per_step=args.per_step)
+    )
+    sampler = build_sampler(args, cfg.sampling.sampler, registry) if args.samples else None
+    if args.data:
+        from oemdm_core.runtime.evaluation.zero_shot import parse_data_spec
+
+        specs = [parse_data_spec(spec, registry, ev.split) for spec in args.data]
+    judge = None
+    if args.judge:
+        from oemdm_core.runtime.evaluation.judge import parse_judge
+
+        judge = parse_judge(args.judge, registry, args.device)
+    if args.data:
+        return run_zero_shot(args, model, cfg, ckpt, specs, score)
+    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+    from oemdm_core.runtime.data_cache import eval_batches
+
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
+    batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
+    shown = batches
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        shown = tqdm(batches, desc="eval", unit="batch", dynamic_ncols=True, leave=False)
+    result = score(shown)
+    metrics: dict[str, object] = {
+        "checkpoint": str(ckpt),
+        "split": ev.split,
+        "order": model.order.name,
+        "reverse_scheduler": args.reverse_scheduler,
+        **result.as_dict(),
+    }
+    if scorer is not None:
+        bound = nelbo(batches)
+        metrics.update(
+            scorer=scorer.name,
+            per_step=args.per_step,
+            nelbo_mode=bound.mode,
+            nelbo_bits_per_token=bound.bits_per_token,
+            nelbo_stderr_bits=bound.stderr_bits,
+        )
+    if args.samples:
+        from oemdm_core.runtime.evaluation.sample_metrics import sample_quality
+
+        metrics.update(
+            sample_quality(
+                model,
+                sampler,
+                args.samples,
+                judge,
+                seed=ev.seed,
+                tokenizer=data.tokenizer,
+                decode=data.decode,
+            )
+        )
+    print(metrics_table(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def run_zero_shot(args, model, cfg, ckpt, specs, score) -> int:
+    """`--data`: one row per dataset, through the checkpoint's tokenizer."""
+    from oemdm_core.plugin.registry import registry
+    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+    from oemdm_core.runtime.data_cache import build_data
+    from oemdm_core.runtime.evaluation.zero_shot import format_table, prepare, zero_shot
+
+    if args.samples:
+        raise ValueError("--samples is not used with --data (zero-shot scores data only)")
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
+    prepared = prepare(
+        specs,
+        data.tokenizer,
+        model.vocab_size,
+        cfg.data.length,
+        args.protocol or cfg.data.protocol,
+        cfg.data.split_lines,
+    )
+    ev = cfg.evaluation
+    rows = zero_shot(prepared, score, ev.batch_size, ev.max_sequences)
+    print(
+        f"checkpoint {ckpt} (order {model.order.name}, mode {rows[0].mode}, L = {cfg.data.length})"
+    )
+    print(format_table(rows))
+    if args.json:
+        payload = {
+            "checkpoint": str(ckpt),
+            "order": model.order.name,
+            "length": cfg.data.length,
+            "results": [r.as_dict() for r in rows],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0

@@ -1,0 +1,130 @@
+"""`oemdm sample CKPT`: draw samples from a trained checkpoint and print them as text.
+
+Samples are drawn in batches of `--batch-size` and written (to stdout or `--output`) as each
+batch finishes, so memory does not grow with `-n`; a progress bar goes to stderr. One
+generator runs through all batches: the samples depend on the seed and the batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from oemdm_core.cli.args import positive_int
+from oemdm_core.cli.eval import add_reverse_scheduler_argument
+
+NAME = "sample"
+HELP = "Draw samples from a checkpoint and print them as text."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="Run directory or checkpoint directory.")
+    parser.add_argument(
+        "-n", "--num-samples", type=positive_int, default=4, help="Number of samples."
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="Samples drawn at once (memory grows with it, not with -n).",
+    )
+    parser.add_argument("--sampler", help="Sampler registry name (default: the config's).")
+    parser.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Sampler option, e.g. --set steps=256 (repeatable).",
+    )
+    parser.add_argument("--length", type=positive_int, help="Sample length (default: the model's).")
+    parser.add_argument("--prompt", default="", help="Text fixed at the start of every sample.")
+    parser.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("-o", "--output", metavar="FILE", help="Write the samples to FILE.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="Do not show a progress bar (on stderr)."
+    )
+    add_reverse_scheduler_argument(parser)
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """The ids of `prompt`; characters the tokenizer cannot represent (they would not
+    decode back to themselves) raise `ConfigError` naming them."""
+    from oemdm_core.errors import ConfigError
+
+    ids = tokenizer.encode(prompt)
+    if tokenizer.decode(ids) == prompt:
+        return ids
+    bad = sorted({c for c in prompt if tokenizer.decode(tokenizer.encode(c)) != c})
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:10]) + (" …" if len(bad) > 10 else "")
+    raise ConfigError(
+        f"--prompt: characters outside the tokenizer's vocabulary ({tokenizer.name}, "
+        f"{tokenizer.vocab_size} ids): {shown or 'the prompt does not round-trip'}; "
+        "remove or replace them"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+
+    from oemdm_core.cli.eval import load, set_reverse_scheduler
+    from oemdm_core.errors import ConfigError
+    from oemdm_core.plugin.registry import registry
+
+    model, cfg, data, _ = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
+    spec = cfg.sampling.sampler
+    name = args.sampler or spec.name
+    options = dict(spec.options) if name == spec.name else {}
+    for item in args.options:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. steps=256")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    sampler = registry.get("sampler", name)
+    sampler = sampler.from_options(sampler.validate_options(prefix=f"sampler[{name}]", **options))
+    length = args.length or model.length
+    if length > model.backbone.max_length:
+        raise ValueError(
+            f"--length {length} exceeds the model's maximum sequence length {model.backbone.max_length}"
+        )
+    sampler.check_model(model, length)
+    fixed = None
+    if args.prompt:
+        ids = encode_prompt(data.tokenizer, args.prompt)
+        if len(ids) > length:
+            raise ValueError(f"--prompt is {len(ids)} tokens long, more than --length {length}")
+        fixed = torch.tensor(ids, dtype=torch.long)
+    g = torch.Generator(device=model.device).manual_seed(args.seed)
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=args.num_samples, desc="sample", unit="sample", dynamic_ncols=True)
+    try:
+        done = 0
+        while done < args.num_samples:
+            count = min(args.batch_size, args.num_samples - done)
+            try:
+                result = sampler.sample(model, count, length=length, generator=g, fixed=fixed)
+            except (torch.OutOfMemoryError, MemoryError):
+                raise ValueError(
+                    f"out of memory drawing a batch of {count} samples of length {length} on "
+                    f"{model.device} ({done} written); use a smaller --batch-size"
+                ) from None
+            for row in result.tokens.cpu():
+                out.write(f"--- sample {done} ---\n{data.decode(row.tolist())}\n")
+                done += 1
+            out.flush()
+            del result
+            if bar is not None:
+                bar.update(count)
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not sys.stdout:
+            out.close()
+    return 0

@@ -1,0 +1,262 @@
+"""Checkpoint directories written by `oemdm train`, and how to read them back.
+
+Layout of a run directory:
+
+    checkpoints/step-00000040/   complete checkpoints, the newest `keep_checkpoints` kept
+    checkpoint -> checkpoints/step-00000040   symlink to the newest, replaced atomically
+
+Each checkpoint holds:
+
+    model/              OeMDM.save_pretrained of the weights used for eval/samples (the EMA
+                        weights when EMA is on): config.json + model.safetensors
+    tokenizer.json      tokenizer name, options and fitted state (e.g. the char vocabulary)
+    experiment.json     the resolved experiment config
+    training_state.pt   raw weights, optimizer, lr schedule, EMA, RNG states, step, data position
+
+A version is written into a hidden temporary directory, fsynced, renamed to its final name
+and only then pointed to, so at every instant the symlink (or, after a crash between the
+rename and the pointer swap, the newest `checkpoints/step-*`) is a complete checkpoint.
+`<run>/checkpoint/...` paths keep working through the symlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oemdm_core.errors import CheckpointError, CheckpointWriteError
+from oemdm_core.files import atomic_directory, fsync_dir, replace_symlink, write_json
+from oemdm_core.model.oemdm import CONFIG_FILE, OeMDM
+
+MODEL_DIR = "model"
+TOKENIZER_FILE = "tokenizer.json"
+EXPERIMENT_FILE = "experiment.json"
+STATE_FILE = "training_state.pt"
+CHECKPOINT_DIR = "checkpoint"  # symlink to the newest version in CHECKPOINTS_DIR
+CHECKPOINTS_DIR = "checkpoints"
+LEGACY_VERSION = "legacy"  # a pre-versioning `checkpoint/` directory moved aside
+_VERSION = re.compile(r"^step-(\d+)(?:\.(\d+))?$")
+
+
+def rng_states() -> dict[str, Any]:
+    """Global RNG states (torch CPU and CUDA, numpy, python)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    eval_model: OeMDM,
+    tokenizer_record: dict[str, Any],
+    experiment: dict[str, Any],
+    training_state: dict[str, Any],
+    registry=None,
+) -> Path:
+    """Write a checkpoint directory atomically (a crash leaves the previous one intact)."""
+    with atomic_directory(path) as tmp:
+        eval_model.save_pretrained(tmp / MODEL_DIR, registry=registry)
+        write_json(tmp / TOKENIZER_FILE, tokenizer_record)
+        write_json(tmp / EXPERIMENT_FILE, experiment)
+        torch.save(training_state, tmp / STATE_FILE)
+    return Path(path)
+
+
+def version_key(path: Path) -> tuple[int, int] | None:
+    """(step, serial) of a checkpoint version directory name; None for other names."""
+    if path.name == LEGACY_VERSION:
+        return (-1, 0)
+    match = _VERSION.match(path.name)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
+def checkpoint_versions(run_dir: str | os.PathLike) -> list[Path]:
+    """The complete checkpoints of a run directory, newest first.
+
+    Only fully written versions carry a `step-*` name (temporaries are hidden), so every
+    entry is complete as far as the writer knows; `load_checkpoint` falls back to the next
+    one if a file turns out unreadable. A pre-versioning `checkpoint/` directory is listed
+    last.
+    """
+    run_dir = Path(run_dir)
+    versions: list[tuple[tuple[int, int], Path]] = []
+    root = run_dir / CHECKPOINTS_DIR
+    if root.is_dir():
+        for child in root.iterdir():
+            key = version_key(child)
+            if key is not None and child.is_dir():
+                versions.append((key, child))
+    found = [p for _, p in sorted(versions, reverse=True)]
+    legacy = run_dir / CHECKPOINT_DIR
+    if legacy.is_dir() and not legacy.is_symlink():
+        found.append(legacy)
+    return found
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of a run directory (None if there is none)."""
+    versions = checkpoint_versions(run_dir)
+    return versions[0] if versions else None
+
+
+def save_versioned_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    eval_model: OeMDM,
+    tokenizer_record: dict[str, Any],
+    experiment: dict[str, Any],
+    training_state: dict[str, Any],
+    registry=None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint `checkpoints/step-<step>` durably, point `checkpoint` at it, and
+    delete all but the newest `keep` versions. Returns the new version's directory.
+
+    A failure (disk full, read-only directory) removes the partial version and leaves the
+    previous checkpoint and the pointer untouched.
+    """
+    run_dir = Path(run_dir)
+    root = run_dir / CHECKPOINTS_DIR
+    root.mkdir(exist_ok=True)
+    pointer = run_dir / CHECKPOINT_DIR
+    if pointer.is_dir() and not pointer.is_symlink():  # a run written before versioning
+        os.replace(pointer, root / LEGACY_VERSION)
+        fsync_dir(root)
+        fsync_dir(run_dir)
+    name, serial = f"step-{step:08d}", 0
+    while (root / name).exists():  # e.g. the final checkpoint after a periodic one
+        serial += 1
+        name = f"step-{step:08d}.{serial}"
+    try:
+        target = save_checkpoint(
+            root / name, eval_model, tokenizer_record, experiment, training_state, registry
+        )
+        fsync_dir(root)
+        replace_symlink(pointer, f"{CHECKPOINTS_DIR}/{name}")
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "writ" not in str(exc).lower():
+            raise  # not a failed write (torch.save reports those as RuntimeError)
+        previous = latest_checkpoint(run_dir)
+        kept = f"the previous checkpoint {previous} is intact" if previous else "none was saved"
+        raise CheckpointWriteError(
+            f"could not write checkpoint {root / name}: {write_failure(exc, root)}; {kept}"
+        ) from exc
+    kept_steps: set[int] = set()
+    for version in checkpoint_versions(run_dir):
+        key = version_key(version) or (-1, 0)
+        # a later write at the same step supersedes the earlier one (the final checkpoint
+        # after a periodic one: only its eval differs)
+        if key[0] in kept_steps or len(kept_steps) >= max(1, keep):
+            shutil.rmtree(version, ignore_errors=True)
+        else:
+            kept_steps.add(key[0])
+    for stale in root.glob(".step-*.tmp-*"):  # temporaries of a crashed writer
+        shutil.rmtree(stale, ignore_errors=True)
+    return target
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint directory for a run dir (its newest checkpoint), a checkpoint dir or
+    its `model/` dir."""
+    path = Path(path)
+    for candidate in (path, path / CHECKPOINT_DIR, path.parent):
+        if (candidate / MODEL_DIR / CONFIG_FILE).is_file():
+            return candidate
+    newest = latest_checkpoint(path)
+    if newest is not None:
+        return newest
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    raise FileNotFoundError(
+        f"{path} is not a checkpoint written by `oemdm train` (expected {CHECKPOINT_DIR}/"
+        f"{MODEL_DIR}/{CONFIG_FILE} inside a run directory)"
+    )
+
+
+def load_training_state(checkpoint: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """`training_state.pt` of a checkpoint; a corrupt or truncated file raises
+    `CheckpointError` naming it."""
+    path = Path(checkpoint) / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"missing {STATE_FILE} in checkpoint {checkpoint}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # unpickling errors of every kind
+        raise CheckpointError(
+            f"{path}: cannot be read, the file is corrupt or truncated ({_short(exc)})"
+        ) from None
+    missing = [k for k in ("step", "model", "optimizer", "scheduler", "rng") if k not in state]
+    if not isinstance(state, dict) or missing:
+        raise CheckpointError(f"{path}: not a training state (missing {', '.join(missing)})")
+    return state
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON file of a checkpoint; missing or corrupt files raise naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in checkpoint {path.parent}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: not valid JSON, the file is corrupt or truncated ({exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_failure(exc: BaseException, directory: Path) -> str:
+    """Why a write into `directory` failed, in words (disk full, read-only, …)."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC:
+        return f"no space left on the device (disk full) ({_short(exc)})"
+    if code == errno.EROFS:
+        return f"the file system is read-only ({_short(exc)})"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {directory} is not writable ({_short(exc)})"
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(directory).f_bavail == 0:
+            return f"no space left on the device (disk full) ({_short(exc)})"
+    if not os.access(directory, os.W_OK):
+        return f"{directory} is not writable ({_short(exc)})"
+    return _short(exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def build_tokenizer(record: dict[str, Any], registry):
+    """Rebuild a fitted tokenizer from its `tokenizer.json` record."""
+    cls = registry.get("tokenizer", record["name"])
+    tokenizer = cls.from_options(cls.validate_options(prefix="data.tokenizer", **record["options"]))
+    tokenizer.load_state(record.get("state") or {})
+    return tokenizer
+
+
+def tokenizer_record(tokenizer) -> dict[str, Any]:
+    return {"name": tokenizer.name, "options": tokenizer.get_options(), "state": tokenizer.state()}

@@ -1,0 +1,43 @@
+"""Import paths from before the layered core keep working and give the same module objects."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from oemdm_core.compat import MOVED
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_an_old_path_is_the_new_module(old):
+    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
+
+
+def test_old_command_modules_resolve_under_the_cli():
+    from oemdm_core.cli import eval as new
+    from oemdm_core.commands import eval as old
+
+    assert old is new and old.load is new.load
+
+
+def test_the_registry_name_stays_the_instance_after_importing_its_old_path():
+    code = (
+        "import oemdm_core, oemdm_core.registry as m; from oemdm_core.registry import registry; "
+        "from oemdm_core.plugin.registry import Registry; "
+        "print(isinstance(oemdm_core.registry, Registry), registry is oemdm_core.registry)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_an_old_path_loads_no_second_copy():
+    code = (
+        "import sys, oemdm_core.loader, oemdm_core.runtime.data_cache as new; "
+        "print(len({id(m) for m in list(sys.modules.values()) "
+        "if getattr(m, '__file__', None) == new.__file__}), oemdm_core.loader is new)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True"]  # one module, under its old and new names
