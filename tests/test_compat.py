@@ -17,8 +17,9 @@ def test_an_old_path_is_the_new_module(old):
 
 
 def test_old_command_modules_resolve_under_the_cli():
-    from oemdm_core.cli import eval as new
     from oemdm_core.commands import eval as old
+
+    from oemdm_core.cli import eval as new
 
     assert old is new and old.load is new.load
 
