@@ -134,9 +134,9 @@ def test_block_vectorized_refuses_time_conditioning():
 
 
 def test_teacher_forcing_refuses():
-    with pytest.raises(ConfigError, match=r"'block'.*teacher forcing needs 1"):
+    with pytest.raises(ConfigError, match=r"teacher-forcing.*order 'block'.*needs 1"):
         build({"name": "block", "block_size": 2}, "teacher-forcing", attention="causal")
-    with pytest.raises(ConfigError, match=r"'bidirectional'; teacher forcing needs 'causal'"):
+    with pytest.raises(ConfigError, match=r"teacher-forcing.*'bidirectional' attention; needs 'causal'"):
         build({"name": "ar"}, "teacher-forcing", attention="bidirectional")
 
 

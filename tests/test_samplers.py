@@ -10,9 +10,9 @@ import torch
 from conftest import tiny_model
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_samplers.first_hitting import reveal_times
-from oemdm_samplers.segment import Segment
 
 from oemdm_core import ConfigError, DenoiserOutput, PositionSchedule, registry
+from oemdm_core.interfaces.segment import Segment
 
 BLOCK2 = {"name": "block", "block_size": 2}
 
@@ -301,7 +301,7 @@ def test_block_sampler_errors():
         registry.build("sampler", "block").sample(block_model("bidirectional"), 1)
     with pytest.raises(ValueError, match="order 'mdm'"):
         registry.build("sampler", "block").sample(tiny_model("mdm", length=4), 1)
-    with pytest.raises(ValueError, match="fill_segment"):
+    with pytest.raises(ValueError, match="no SegmentSampler"):
         registry.build("sampler", "block", inner="ar")
 
 

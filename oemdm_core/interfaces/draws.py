@@ -1,9 +1,15 @@
-"""Random draws shared by samplers: float64 Gumbel noise, temperature and nucleus filtering."""
+"""Random draws shared by samplers: float64 uniforms and Gumbel noise, temperature and\nnucleus filtering."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+    """U(0, 1) draws in float64 on `device`, made on the generator's device."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, dtype=torch.float64, device=source).to(device)
 
 
 def gumbel_noise(
@@ -46,3 +52,13 @@ def sample_tokens(
     logp = torch.log_softmax(logits.double() / temperature, dim=-1)
     logp = top_p_filter(logp, top_p)
     return (logp + gumbel_noise(tuple(logp.shape), generator, logp.device)).argmax(-1)
+
+
+def check_common(steps: int | None = None, top_p: float = 1.0, temperature: float = 1.0) -> None:
+    """Raise `ValueError` for steps < 1, top_p outside (0, 1] or a negative temperature."""
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")

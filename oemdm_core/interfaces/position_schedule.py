@@ -143,6 +143,26 @@ class WindowedSchedule(PositionSchedule):
         return prob.clamp(0.0, 1.0).to(dtype)
 
 
+class SlicedSchedule(PositionSchedule):
+    """Columns `[lo, hi)` of another `PositionSchedule` (a block's view of the sequence)."""
+
+    def __init__(self, schedule: PositionSchedule, lo: int, hi: int) -> None:
+        self.schedule, self.lo, self.hi = schedule, lo, hi
+        self.rows = schedule.rows
+
+    def alpha(self, t):
+        return self.schedule.alpha(t)[:, self.lo : self.hi]
+
+    def velocity(self, t):
+        return self.schedule.velocity(t)[:, self.lo : self.hi]
+
+    def one_minus_alpha(self, t):
+        return self.schedule.one_minus_alpha(t)[:, self.lo : self.hi]
+
+    def unmask_probability(self, s, t):
+        return self.schedule.unmask_probability(s, t)[:, self.lo : self.hi]
+
+
 def block_windows(length: int, block_size: int) -> tuple[Tensor, Tensor]:
     """Time windows of the block order: block b = i // block_size owns
     [(nb-1-b)/nb, (nb-b)/nb], so block 0 is generated first (reverse time runs 1 → 0).

@@ -23,17 +23,27 @@ class SampleResult:
     order: `[N, L]` long, the step (0-based, in generation order) at which each position was
         un-masked; positions fixed by the caller (prefix / infilling) get −1.
     nfe: number of denoiser calls made.
+    lengths: `[N]` long, the length of each sequence when a sampler stops sequences early
+        (at an end-of-text token; positions after it are padding with order −1), else None:
+        every sequence has length L.
     """
 
     tokens: Tensor
     order: Tensor
     nfe: int
+    lengths: Tensor | None = None
 
 
 class Sampler(Component, ABC):
-    """Generates sequences from an `OeMDM`."""
+    """Generates sequences from an `OeMDM`.
+
+    `has_cache`: the sampler has a boolean option `cache` (reuse of denoiser calls or a KV
+    cache) that changes only the cost, never the result: with the same generator, samples
+    with `cache=True` equal those with `cache=False`. Declare it; the default is False.
+    """
 
     kind = "sampler"
+    has_cache: ClassVar[bool] = False
 
     @abstractmethod
     def sample(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ConfigDict, ValidationError
 
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.plugin.strict import NoBoolNumbers
+
+if TYPE_CHECKING:
+    from oemdm_core.plugin.registry import Registry
 
 KINDS: tuple[str, ...] = (
     "schedule",
@@ -61,7 +64,10 @@ class Component:
             raise ConfigError(message) from None
 
     @classmethod
-    def from_options(cls, options: Options) -> Component:
+    def from_options(cls, options: Options, registry: Registry | None = None) -> Component:
+        """Build from validated options. `registry` is the one building this component:
+        a component that holds others (by registry name in its options) builds them from
+        it. Default: `cls(**options)`; the registry is not needed."""
         obj = cls(**options.model_dump())
         obj.options = options
         return obj

@@ -234,12 +234,20 @@ class Registry:
         return [collected[k][n] for k in kinds for n in sorted(collected[k])]
 
     def build(self, kind: str, name: str, **options: Any) -> Any:
-        """Build component `name` of `kind` from validated keyword options."""
+        """Build component `name` of `kind` from validated keyword options. Components that
+        hold other components (the block sampler's inner rule, topk's scorer) build them
+        from this registry."""
         cls = self.get(kind, name)
-        return cls.from_options(cls.validate_options(**options))
+        return cls.from_options(cls.validate_options(**options), registry=self)
 
 
 registry = Registry()
+
+
+def resolve_registry(chosen: Registry | None) -> Registry:
+    """`chosen`, or the global registry when None: the one place where a function that takes
+    `registry: Registry | None` picks the default."""
+    return registry if chosen is None else chosen
 
 
 def _entry_points():

@@ -27,12 +27,12 @@ straddle two blocks, so the call falls back to the generic estimator.
 from __future__ import annotations
 
 import functools
-import inspect
 
 import torch
 from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
+from oemdm_core.interfaces.requirements import block_order_size
 from oemdm_core.nelbo import terms as N
 from oemdm_core.nelbo.monte_carlo import discrete_times
 from oemdm_estimators.teacher_forcing import check_steps
@@ -56,15 +56,6 @@ def two_stream_mask(length: int, block_size: int, device: torch.device) -> Tenso
     earlier_clean = q_noisy & ~k_noisy & (k_blk < q_blk)
     clean_causal = ~q_noisy & ~k_noisy & (k_blk <= q_blk)
     return same_noisy_block | earlier_clean | clean_causal
-
-
-def accepts_structured_input(backbone) -> bool:
-    """True if `backbone.forward` takes `attn_mask` and `position_ids` keyword arguments."""
-    try:
-        params = inspect.signature(backbone.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return "attn_mask" in params and "position_ids" in params
 
 
 def at_block_times(values: Tensor, batch: int, num_blocks: int, block_size: int) -> Tensor:
@@ -99,30 +90,32 @@ class BlockVectorized(Estimator):
     def unsupported_reason(self, model) -> str | None:
         order, backbone = model.order, model.backbone
         problems = []
-        block = None if order.learned else order.block_structure()
+        block = block_order_size(order)
         if block is None:
             problems.append(
                 f"order '{order.name}' is not a fixed left-to-right block order; "
                 "block-vectorized needs e.g. 'block' or 'ar'"
             )
-        attention = getattr(backbone, "attention", None)
-        if attention != "block_causal":
+        if backbone.attention != "block_causal":
             problems.append(
-                f"backbone '{backbone.name}' has attention {attention!r}; "
+                f"backbone '{backbone.name}' has attention {backbone.attention!r}; "
                 "block-vectorized needs 'block_causal'"
             )
-        elif block is not None and getattr(backbone, "block_size", None) != block:
+        elif block is not None and backbone.block_size != block:
             problems.append(
-                f"backbone '{backbone.name}' has block_size {getattr(backbone, 'block_size', None)!r} "
+                f"backbone '{backbone.name}' has block_size {backbone.block_size!r} "
                 f"but order '{order.name}' has block size {block}; they must be equal"
             )
-        if getattr(backbone, "uses_time", True):
+        if backbone.uses_time:
             problems.append(
                 f"backbone '{backbone.name}' is time-conditioned; block-vectorized uses one time "
                 "per block and needs a backbone that ignores t"
             )
-        if not accepts_structured_input(backbone):
-            problems.append(f"backbone '{backbone.name}' takes no attn_mask/position_ids arguments")
+        if not backbone.accepts_structured_input:
+            problems.append(
+                f"backbone '{backbone.name}' declares no structured input "
+                "(accepts_structured_input: attn_mask/position_ids arguments)"
+            )
         return "; ".join(problems) if problems else None
 
     def nelbo(self, model, x, t=None, steps=None, generator=None) -> NELBOTerms:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms
+from oemdm_core.interfaces.requirements import left_to_right_problems
 from oemdm_core.nelbo import terms as N
 
 
@@ -38,23 +39,7 @@ class TeacherForcing(Estimator):
     auto_priority = 10
 
     def unsupported_reason(self, model) -> str | None:
-        order, backbone = model.order, model.backbone
-        problems = []
-        if order.learned or order.block_structure() != 1:
-            problems.append(
-                f"order '{order.name}' is not the left-to-right order "
-                f"(block structure {order.block_structure()!r}; teacher forcing needs 1, e.g. 'ar')"
-            )
-        if getattr(backbone, "attention", None) != "causal":
-            problems.append(
-                f"backbone '{backbone.name}' has attention "
-                f"{getattr(backbone, 'attention', None)!r}; teacher forcing needs 'causal'"
-            )
-        if getattr(backbone, "uses_time", True):
-            problems.append(
-                f"backbone '{backbone.name}' is time-conditioned; teacher forcing scores every "
-                "position in one pass and needs a backbone that ignores t"
-            )
+        problems = left_to_right_problems(model.order, model.backbone)
         return "; ".join(problems) if problems else None
 
     def nelbo(self, model, x, t=None, steps=None, generator=None) -> NELBOTerms:

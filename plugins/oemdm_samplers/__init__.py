@@ -4,24 +4,23 @@
 from __future__ import annotations
 
 from oemdm_core import hookimpl
+from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
 from oemdm_samplers.ancestral import AncestralSampler
 from oemdm_samplers.ar import ARSampler
-from oemdm_samplers.block import BlockSampler, BlockSampleResult
+from oemdm_samplers.block import BlockSampler
 from oemdm_samplers.first_hitting import FirstHittingSampler
 from oemdm_samplers.remdm import RemaskingSampler, RemaskSampleResult
-from oemdm_samplers.segment import Segment, SegmentResult, SegmentRule
 
 __all__ = [
     "ARSampler",
     "AncestralSampler",
-    "BlockSampleResult",
     "BlockSampler",
     "FirstHittingSampler",
     "RemaskSampleResult",
     "RemaskingSampler",
     "Segment",
     "SegmentResult",
-    "SegmentRule",
+    "SegmentSampler",
 ]
 
 

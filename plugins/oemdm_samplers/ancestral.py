@@ -5,18 +5,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core import Options, Sampler
-from oemdm_core.interfaces.draws import sample_tokens
-from oemdm_samplers.segment import (
-    Segment,
-    SegmentResult,
-    check_common,
-    sample_whole_sequence,
-    uniform,
-)
+from oemdm_core import Options
+from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
 
 
-class AncestralSampler(Sampler):
+class AncestralSampler(SegmentSampler):
     """T steps t_k = k/T → t_{k−1}: each masked position is un-masked with the reverse
     schedule's probability (α_R(s) − α_R(t)) / (1 − α_R(t)) and draws its token from p_θ.
 
@@ -25,6 +19,7 @@ class AncestralSampler(Sampler):
     """
 
     name = "ancestral"
+    has_cache = True
 
     class Options(Options):
         steps: int = Field(default=64, ge=1, description="Number of reverse steps T.")
@@ -45,10 +40,6 @@ class AncestralSampler(Sampler):
         self.steps, self.temperature, self.top_p, self.cache = steps, temperature, top_p, cache
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        return sample_whole_sequence(self, model, num_samples, length, generator, fixed)
-
-    @torch.no_grad()
     def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
         """T steps from `segment.t_start` to `segment.t_end` on the grid
         t_k = t_end + (t_start − t_end)·k/T; at the last step every masked position is
@@ -57,26 +48,21 @@ class AncestralSampler(Sampler):
         order = torch.full_like(z, -1)
         reuse = self.cache and not segment.uses_time
         out, nfe, changed, steps_used = None, 0, True, 0
-        width = segment.t_start - segment.t_end
-        for step, k in enumerate(range(self.steps, 0, -1)):
+        for step in time_grid(segment, self.steps):
             masked = z == segment.mask_id
             if not bool(masked.any()):
                 break
-            t_k = segment.t_end + width * k / self.steps
-            s_k = segment.t_end + width * (k - 1) / self.steps
-            t = torch.full((z.shape[0],), t_k, device=z.device)
-            s = torch.full((z.shape[0],), s_k, device=z.device)
             if out is None or changed or not reuse:
-                out = segment.denoise(z, t)
+                out = segment.denoise(z, step.t)
                 nfe += 1
-            reverse = segment.schedule(z, t, out)
-            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n]
+            reverse = segment.schedule(z, step.t, out)
+            prob = reverse.unmask_probability(step.s, step.t).to(torch.float64)  # [N, n]
             reveal = masked & (uniform(tuple(z.shape), generator, z.device) < prob)
-            if k == 1:
+            if step.last:
                 reveal = masked  # α(t_end) = 1: everything is clean at the end of the segment
             tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
             z = torch.where(reveal, tokens, z)
-            order = torch.where(reveal, step, order)
+            order = torch.where(reveal, step.index, order)
             changed = bool(reveal.any())
-            steps_used = step + 1
+            steps_used = step.index + 1
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)

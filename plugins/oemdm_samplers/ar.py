@@ -6,28 +6,17 @@ import torch
 from pydantic import Field
 
 from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.interfaces.draws import sample_tokens
+from oemdm_core.interfaces.draws import check_common, sample_tokens
+from oemdm_core.interfaces.requirements import left_to_right_problems
 from oemdm_core.interfaces.sampler import initial_state
-from oemdm_samplers.segment import check_common
 
 
 def check_ar_model(model, cache: bool) -> None:
     """Raise `ValueError` unless the model has the left-to-right order and a causal backbone
     (with a KV cache when `cache`)."""
-    order, backbone = model.order, model.backbone
-    problems = []
-    if order.learned or order.block_structure() != 1:
-        problems.append(
-            f"order '{order.name}' is not left-to-right (block structure "
-            f"{order.block_structure()!r}; the ar sampler needs 1, e.g. order 'ar')"
-        )
-    attention = getattr(backbone, "attention", None)
-    if attention != "causal":
-        problems.append(
-            f"backbone '{backbone.name}' has {attention!r} attention; the ar sampler needs "
-            "'causal' (logits at i read tokens < i)"
-        )
-    elif cache and not getattr(backbone, "supports_kv_cache", False):
+    backbone = model.backbone
+    problems = left_to_right_problems(model.order, backbone, time_free=False)
+    if backbone.attention == "causal" and cache and not backbone.supports_kv_cache:
         problems.append(f"backbone '{backbone.name}' offers no KV cache; pass cache=False")
     if problems:
         raise ValueError("sampler 'ar' cannot serve this model: " + "; ".join(problems))
@@ -44,6 +33,7 @@ class ARSampler(Sampler):
     """
 
     name = "ar"
+    has_cache = True
 
     class Options(Options):
         temperature: float = Field(

@@ -3,26 +3,17 @@ inside each block, finished blocks read from a KV cache, optional stop at end-of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from oemdm_core import Options, Sampler, SampleResult
+from oemdm_core.interfaces.draws import check_common
+from oemdm_core.interfaces.position_schedule import SlicedSchedule
+from oemdm_core.interfaces.requirements import block_order_size
 from oemdm_core.interfaces.sampler import initial_state
-from oemdm_samplers.segment import Segment, SegmentRule, SlicedSchedule, check_common
-
-FORWARDED = ("steps", "temperature", "top_p")  # block options handed to the inner rule
-
-
-@dataclass
-class BlockSampleResult(SampleResult):
-    """`SampleResult` plus `lengths: [N]` long, the length of each sequence up to and
-    including its first generated end-of-text token (L if none or no `eos_id`). Positions
-    after it hold `eos_id` and have order −1 (not generated)."""
-
-    lengths: Tensor | None = None
+from oemdm_core.interfaces.segment import Segment, SegmentSampler
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 
 class CachedBlockDenoiser:
@@ -64,6 +55,7 @@ class BlockSampler(Sampler):
     """
 
     name = "block"
+    has_cache = True
 
     class Options(Options):
         steps: int = Field(
@@ -71,7 +63,7 @@ class BlockSampler(Sampler):
         )
         inner: str = Field(
             default="ancestral",
-            description="Registered sampler filling each block (needs fill_segment).",
+            description="Registered SegmentSampler filling each block (e.g. ancestral).",
         )
         temperature: float = Field(
             default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
@@ -87,37 +79,58 @@ class BlockSampler(Sampler):
     def __init__(
         self,
         steps: int = 8,
-        inner: str = "ancestral",
+        inner: str | SegmentSampler = "ancestral",
         temperature: float = 1.0,
         top_p: float = 1.0,
         cache: bool = True,
         eos_id: int | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        """`inner`: a built `SegmentSampler` (used as it is), or the registry name of one,
+        built from `registry` with this sampler's `steps`, `temperature` and `top_p` (those
+        of them its options have)."""
         check_common(steps, top_p, temperature)
         if eos_id is not None and eos_id < 0:
             raise ValueError(f"eos_id must be a token id >= 0 or None, got {eos_id}")
-        self.steps, self.inner, self.temperature, self.top_p = steps, inner, temperature, top_p
+        self.steps, self.temperature, self.top_p = steps, temperature, top_p
         self.cache, self.eos_id = cache, eos_id
-        self.rule = self._build_inner(inner)
+        if isinstance(inner, str):
+            inner = self._build_inner(inner, resolve_registry(registry))
+        if not isinstance(inner, SegmentSampler):
+            raise ValueError(
+                f"the inner rule of 'block' must be a SegmentSampler (one that fills any "
+                f"segment, e.g. 'ancestral' or 'first-hitting'), got {inner!r}"
+            )
+        self.rule, self.inner = inner, inner.name
 
-    def _build_inner(self, inner: str) -> SegmentRule:
-        from oemdm_core import registry
+    @classmethod
+    def from_options(cls, options, registry=None):
+        sampler = cls(**options.model_dump(), registry=registry)
+        sampler.options = options
+        return sampler
 
+    def _build_inner(self, inner: str, registry: Registry) -> SegmentSampler:
         if inner == self.name:
             raise ValueError("the block sampler cannot be its own inner rule")
         cls = registry.get("sampler", inner)
-        if not hasattr(cls, "fill_segment"):
+        if not issubclass(cls, SegmentSampler):
             raise ValueError(
-                f"sampler '{inner}' cannot be an inner rule of 'block': it has no "
-                "fill_segment method (e.g. use 'ancestral' or 'first-hitting')"
+                f"sampler '{inner}' cannot be an inner rule of 'block': it is no "
+                "SegmentSampler (e.g. use 'ancestral' or 'first-hitting')"
             )
         fields = cls.Options.model_fields
-        options = {k: getattr(self, k) for k in FORWARDED if k in fields}
-        return cls.from_options(cls.validate_options(prefix="sampler[block].inner", **options))
+        options = {k: v for k, v in self.forwarded_options().items() if k in fields}
+        return cls.from_options(
+            cls.validate_options(prefix="sampler[block].inner", **options), registry=registry
+        )
+
+    def forwarded_options(self) -> dict[str, object]:
+        """The options handed to an inner rule built by name."""
+        return {"steps": self.steps, "temperature": self.temperature, "top_p": self.top_p}
 
     def _check(self, model, length: int) -> int:
         order, backbone = model.order, model.backbone
-        size = None if order.learned else order.block_structure()
+        size = block_order_size(order)
         if size is None:
             raise ValueError(
                 f"sampler 'block' cannot serve order '{order.name}': it has no left-to-right "
@@ -128,9 +141,9 @@ class BlockSampler(Sampler):
                 f"length {length} is not a multiple of the block size {size} of order "
                 f"'{order.name}'; use a length divisible by {size}"
             )
-        attention = getattr(backbone, "attention", None)
+        attention = backbone.attention
         if self.cache:
-            ok = getattr(backbone, "supports_kv_cache", False) and (
+            ok = backbone.supports_kv_cache and (
                 attention == "causal"
                 or (attention == "block_causal" and size % backbone.block_size == 0)
             )
@@ -139,7 +152,7 @@ class BlockSampler(Sampler):
                     f"sampler 'block' with cache=True needs a backbone with a KV cache and causal "
                     f"or block-causal attention whose block size divides {size}; backbone "
                     f"'{backbone.name}' has {attention!r} attention "
-                    f"(block size {getattr(backbone, 'block_size', None)}); pass cache=False"
+                    f"(block size {backbone.block_size}); pass cache=False"
                 )
         return size
 
@@ -183,7 +196,7 @@ class BlockSampler(Sampler):
                     break
             if cached is not None:
                 cached.finish(z[:, lo:hi])
-        return BlockSampleResult(tokens=z, order=order, nfe=nfe, lengths=lengths)
+        return SampleResult(tokens=z, order=order, nfe=nfe, lengths=lengths)
 
     @staticmethod
     def _uncached(model, z: Tensor, lo: int, hi: int):

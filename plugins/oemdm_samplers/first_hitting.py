@@ -33,16 +33,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, PositionSchedule, Sampler, WindowedSchedule
-from oemdm_core.interfaces.draws import sample_tokens
-from oemdm_samplers.segment import (
-    Segment,
-    SegmentResult,
-    SlicedSchedule,
-    check_common,
-    sample_whole_sequence,
-    uniform,
-)
+from oemdm_core import Options, PositionSchedule, WindowedSchedule
+from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core.interfaces.position_schedule import SlicedSchedule
+from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
 
 BISECTION_STEPS = 64
 
@@ -109,7 +103,7 @@ def _windows(schedule: PositionSchedule, n: int):
     return (schedule.base, lo, hi) if lo.shape == (n,) else None
 
 
-class FirstHittingSampler(Sampler):
+class FirstHittingSampler(SegmentSampler):
     """Exact continuous-time reverse process, one un-masked position per denoiser call."""
 
     name = "first-hitting"
@@ -125,10 +119,6 @@ class FirstHittingSampler(Sampler):
     def __init__(self, temperature: float = 1.0, top_p: float = 1.0) -> None:
         check_common(None, top_p, temperature)
         self.temperature, self.top_p = temperature, top_p
-
-    @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        return sample_whole_sequence(self, model, num_samples, length, generator, fixed)
 
     @torch.no_grad()
     def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:

@@ -49,15 +49,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.interfaces.draws import sample_tokens
-from oemdm_samplers.segment import (
-    Segment,
-    SegmentResult,
-    check_common,
-    uniform,
-    whole_sequence,
-)
+from oemdm_core import Options, SampleResult
+from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, whole_sequence
 
 STRATEGIES = ("cap", "rescale", "confidence", "loop")
 
@@ -87,11 +81,12 @@ class RemaskSampleResult(SampleResult):
         return None if self.remasked is None else self.remasked.sum((0, 2))
 
 
-class RemaskingSampler(Sampler):
+class RemaskingSampler(SegmentSampler):
     """T ancestral steps of the reverse schedule with ReMDM remasking of decoded tokens:
     more steps let the sampler revise early mistakes (inference-time scaling)."""
 
     name = "remdm"
+    has_cache = True
 
     class Options(Options):
         steps: int = Field(default=128, ge=1, description="Number of reverse steps T.")

@@ -19,29 +19,14 @@ among them the k with the highest scores are un-masked, each taking a token draw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, Sampler, SampleResult, Scorer
-from oemdm_core.interfaces.draws import sample_tokens
-from oemdm_core.interfaces.sampler import initial_state
-
-
-@dataclass
-class TopKSegmentResult:
-    """A filled run of positions (same fields as the samplers' `SegmentResult`).
-
-    tokens: `[N, n]`; order: `[N, n]` step of un-masking (−1 if given); nfe: denoiser calls;
-    steps: number of steps used.
-    """
-
-    tokens: Tensor
-    order: Tensor
-    nfe: int
-    steps: int
+from oemdm_core import Options, Scorer
+from oemdm_core.interfaces.draws import check_common, sample_tokens
+from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 
 def step_counts(prob: Tensor, eligible: Tensor, last: bool) -> Tensor:
@@ -63,7 +48,7 @@ def top_k_mask(scores: Tensor, eligible: Tensor, counts: Tensor) -> Tensor:
     return eligible & (rank < counts[:, None])
 
 
-class TopKSampler(Sampler):
+class TopKSampler(SegmentSampler):
     """T steps, exactly k_step positions per step (k from the reverse schedule), ranked by a
     scorer: a user can sample an MDM in confidence order or a LoMDM in its learned order."""
 
@@ -88,72 +73,45 @@ class TopKSampler(Sampler):
         scorer: str | Scorer = "plackett-luce",
         temperature: float = 1.0,
         top_p: float = 1.0,
+        registry: Registry | None = None,
     ) -> None:
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+        """`scorer`: a built `Scorer`, or the registry name of one, built from `registry`."""
+        check_common(steps, top_p, temperature)
         if isinstance(scorer, str):
-            from oemdm_core.plugin.registry import registry
-
-            scorer = registry.build("scorer", scorer)  # unknown names raise, listing the valid ones
+            scorer = resolve_registry(registry).build("scorer", scorer)  # unknown: lists names
         if not isinstance(scorer, Scorer):
             raise TypeError(f"scorer must be a registry name or a Scorer, got {scorer!r}")
         self.steps, self.temperature, self.top_p = int(steps), temperature, top_p
         self.scorer_impl = scorer
         self.scorer = scorer.name
 
-    @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        length = model.length if length is None else length
-        z, keep = initial_state(model, num_samples, length, fixed)
-        result = self.fill(
-            z, model.mask_id, model.denoise, model.reverse_schedule, 1.0, 0.0, generator
-        )
-        order = torch.where(keep, torch.full_like(result.order, -1), result.order)
-        return SampleResult(tokens=result.tokens, order=order, nfe=result.nfe)
+    @classmethod
+    def from_options(cls, options, registry=None):
+        sampler = cls(**options.model_dump(), registry=registry)
+        sampler.options = options
+        return sampler
 
     @torch.no_grad()
-    def fill_segment(self, segment, generator=None) -> TopKSegmentResult:
-        """Fill a segment of the `block` sampler (any object with tokens, mask_id, denoise,
-        schedule, t_start, t_end), so `topk` can be its inner rule."""
-        return self.fill(
-            segment.tokens.clone(),
-            segment.mask_id,
-            segment.denoise,
-            segment.schedule,
-            segment.t_start,
-            segment.t_end,
-            generator,
-        )
-
-    def fill(self, z, mask_id, denoise, schedule, t_start, t_end, generator=None):
-        """Generate the masked entries of `z: [N, n]` on the grid from t_start down to t_end.
-
-        denoise(z, t) → DenoiserOutput; schedule(z, t, out) → reverse PositionSchedule."""
+    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+        """T steps from `segment.t_start` to `segment.t_end` (the ancestral grid), exactly
+        k_step positions per step."""
+        z = segment.tokens.clone()
         order = torch.full_like(z, -1)
         nfe, steps_used = 0, 0
-        width = t_start - t_end
-        rows = z.shape[0]
-        for step, k in enumerate(range(self.steps, 0, -1)):
-            masked = z == mask_id
+        for step in time_grid(segment, self.steps):
+            masked = z == segment.mask_id
             if not bool(masked.any()):
                 break
-            t = torch.full((rows,), t_end + width * k / self.steps, device=z.device)
-            s = torch.full((rows,), t_end + width * (k - 1) / self.steps, device=z.device)
-            out = denoise(z, t)
+            out = segment.denoise(z, step.t)
             nfe += 1
-            reverse = schedule(z, t, out)
-            prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n]
-            last = k == 1
-            eligible = masked if last else masked & (prob > 0)
-            counts = step_counts(prob, eligible, last)
-            scores = self.scorer_impl.score(out.logits, reverse.velocity(t), generator)
+            reverse = segment.schedule(z, step.t, out)
+            prob = reverse.unmask_probability(step.s, step.t).to(torch.float64)  # [N, n]
+            eligible = masked if step.last else masked & (prob > 0)
+            counts = step_counts(prob, eligible, step.last)
+            scores = self.scorer_impl.score(out.logits, reverse.velocity(step.t), generator)
             reveal = top_k_mask(scores, eligible, counts)
             tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
             z = torch.where(reveal, tokens, z)
-            order = torch.where(reveal, step, order)
-            steps_used = step + 1
-        return TopKSegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)
+            order = torch.where(reveal, step.index, order)
+            steps_used = step.index + 1
+        return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)

@@ -192,6 +192,7 @@ class Transformer(Backbone):
     """Pre-norm transformer with RoPE; bidirectional, causal or block-causal attention."""
 
     name = "transformer"
+    accepts_structured_input = True
 
     class Options(Options):
         preset: Literal["tiny", "small", "base"] = Field(

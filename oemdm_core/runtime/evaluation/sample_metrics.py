@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from oemdm_core.interfaces.requirements import left_to_right_problems
 from oemdm_core.model.oemdm import OeMDM
 
 
@@ -48,17 +49,7 @@ class GenerativePerplexity:
 
 def check_judge(judge: OeMDM) -> None:
     """Raise `ValueError` unless `judge` is a left-to-right model with a causal backbone."""
-    order, backbone = judge.order, judge.backbone
-    problems = []
-    if order.learned or order.block_structure() != 1:
-        problems.append(f"its order '{order.name}' is not left-to-right (use an 'ar' model)")
-    if getattr(backbone, "attention", None) != "causal":
-        problems.append(
-            f"its backbone '{backbone.name}' has {getattr(backbone, 'attention', None)!r} "
-            "attention, not 'causal'"
-        )
-    if getattr(backbone, "uses_time", True):
-        problems.append(f"its backbone '{backbone.name}' is time-conditioned")
+    problems = left_to_right_problems(judge.order, judge.backbone)
     if problems:
         raise ValueError(
             "the judge must be an AR model with a causal backbone: " + "; ".join(problems)
@@ -171,8 +162,7 @@ def sample_quality(
     generator = torch.Generator(device=model.device).manual_seed(seed)
     result = sampler.sample(model, num_samples, length=length, generator=generator)
     tokens = result.tokens.cpu()
-    lengths = getattr(result, "lengths", None)
-    lengths = None if lengths is None else lengths.cpu()
+    lengths = None if result.lengths is None else result.lengths.cpu()
     metrics = {
         "samples": float(num_samples),
         "sample_nfe": float(result.nfe),

@@ -1,0 +1,123 @@
+"""The segment protocol: a run of positions to generate (`Segment`), what filling it returns
+(`SegmentResult`), and `SegmentSampler`, the samplers that can fill any segment.
+
+A sampler over the whole sequence fills one segment (all positions, reverse time 1 → 0);
+the `block` sampler fills one segment per block (the block's time window), with a denoiser
+that reads earlier blocks from a KV cache. Every `SegmentSampler` can be its inner rule.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from oemdm_core.interfaces.backbone import DenoiserOutput
+from oemdm_core.interfaces.position_schedule import PositionSchedule
+from oemdm_core.interfaces.sampler import Sampler, SampleResult, initial_state
+
+if TYPE_CHECKING:
+    from oemdm_core.model.oemdm import OeMDM
+
+Denoise = Callable[[Tensor, Tensor], DenoiserOutput]
+ReverseSchedule = Callable[[Tensor, Tensor, DenoiserOutput], PositionSchedule]
+
+
+@dataclass
+class Segment:
+    """Positions to generate while reverse time runs from `t_start` down to `t_end`.
+
+    tokens: `[N, n]` current state of the segment; entries equal to `mask_id` are generated,
+        the others are kept (fixed by the caller or already generated).
+    denoise: (state `[N, n]`, t `[N]`) → `DenoiserOutput` with logits `[N, n, V]` for the
+        segment (the rest of the sequence, if any, is the denoiser's business).
+    schedule: (state, t, output of `denoise` at (state, t)) → reverse `PositionSchedule`
+        whose `[N, n]` columns are the segment's positions.
+    uses_time: False if the denoiser ignores t (lets rules reuse a call on an unchanged state).
+    """
+
+    tokens: Tensor
+    mask_id: int
+    denoise: Denoise
+    schedule: ReverseSchedule
+    t_start: float = 1.0
+    t_end: float = 0.0
+    uses_time: bool = True
+
+
+@dataclass
+class SegmentResult:
+    """A filled segment.
+
+    tokens: `[N, n]` with no mask left.
+    order: `[N, n]` long, 0-based step at which each position was un-masked, −1 where the
+        position was not generated (kept from the input state).
+    nfe: denoiser calls made.
+    steps: number of steps used (order values lie in [0, steps)), to offset later segments.
+    """
+
+    tokens: Tensor
+    order: Tensor
+    nfe: int
+    steps: int
+
+
+@dataclass
+class GridStep:
+    """One step of a T-step grid over a segment's time window: reverse time goes from `t` to
+    `s` (`[N]` each); `index` counts steps from 0; `last` marks the step that ends at
+    `t_end`, after which every position of the segment must be clean."""
+
+    index: int
+    s: Tensor
+    t: Tensor
+    last: bool
+
+
+def time_grid(segment: Segment, steps: int) -> Iterator[GridStep]:
+    """The grid t_k = t_end + (t_start − t_end)·k/T, k = T … 1, as `GridStep`s."""
+    rows, device = segment.tokens.shape[0], segment.tokens.device
+    width = segment.t_start - segment.t_end
+    for index, k in enumerate(range(steps, 0, -1)):
+        t = torch.full((rows,), segment.t_end + width * k / steps, device=device)
+        s = torch.full((rows,), segment.t_end + width * (k - 1) / steps, device=device)
+        yield GridStep(index=index, s=s, t=t, last=k == 1)
+
+
+class SegmentSampler(Sampler):
+    """A sampler that can fill any `Segment`; `sample` fills the whole sequence as one."""
+
+    @abstractmethod
+    def fill_segment(
+        self, segment: Segment, generator: torch.Generator | None = None
+    ) -> SegmentResult:
+        """Generate the masked entries of `segment.tokens` while reverse time runs from
+        `segment.t_start` to `segment.t_end`; at the end no mask is left."""
+
+    @torch.no_grad()
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        segment, keep = whole_sequence(model, num_samples, length, fixed)
+        result = self.fill_segment(segment, generator)
+        order = torch.where(keep, torch.full_like(result.order, -1), result.order)
+        return SampleResult(tokens=result.tokens, order=order, nfe=result.nfe)
+
+
+def whole_sequence(
+    model: OeMDM, num_samples: int, length: int | None, fixed: Tensor | None
+) -> tuple[Segment, Tensor]:
+    """The whole sequence as one segment on `model` (all masked but the `fixed` positions),
+    and the `[N, L]` mask of the fixed positions."""
+    length = model.length if length is None else length
+    z, keep = initial_state(model, num_samples, length, fixed)
+    segment = Segment(
+        tokens=z,
+        mask_id=model.mask_id,
+        denoise=model.denoise,
+        schedule=model.reverse_schedule,
+        uses_time=model.backbone.uses_time,
+    )
+    return segment, keep
