@@ -1,20 +1,32 @@
 """The interfaces plugins implement, one module per component kind, and the shared pieces
-their implementations call (the token draws, the segment protocol of block samplers).
+their implementations call: the token draws (`draws`), the segment protocol of samplers
+(`segment`), and the requirements of structured fast paths (`requirements`).
 
 This package is what a plugin author reads. It imports only the plugin machinery.
 """
 
-from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
+from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput, KVCache
 from oemdm_core.interfaces.data import Dataset, Tokenizer
+from oemdm_core.interfaces.draws import gumbel_noise, sample_tokens, top_p_filter, uniform
 from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import (
     PositionSchedule,
+    SlicedSchedule,
     WindowedSchedule,
     block_windows,
 )
+from oemdm_core.interfaces.requirements import block_order_size, left_to_right_problems
 from oemdm_core.interfaces.sampler import Sampler, SampleResult, Scorer, initial_state
 from oemdm_core.interfaces.schedule import BaseSchedule
+from oemdm_core.interfaces.segment import (
+    GridStep,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    time_grid,
+    whole_sequence,
+)
 
 __all__ = [
     "ATTENTION_MODES",
@@ -23,13 +35,27 @@ __all__ = [
     "Dataset",
     "DenoiserOutput",
     "Estimator",
+    "GridStep",
+    "KVCache",
     "Order",
     "PositionSchedule",
     "SampleResult",
     "Sampler",
     "Scorer",
+    "Segment",
+    "SegmentResult",
+    "SegmentSampler",
+    "SlicedSchedule",
     "Tokenizer",
     "WindowedSchedule",
+    "block_order_size",
     "block_windows",
+    "gumbel_noise",
     "initial_state",
+    "left_to_right_problems",
+    "sample_tokens",
+    "time_grid",
+    "top_p_filter",
+    "uniform",
+    "whole_sequence",
 ]
