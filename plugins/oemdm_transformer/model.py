@@ -1,13 +1,12 @@
 """Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention.
 
 Causal and block-causal transformers also offer an exact key/value cache for samplers
-(`new_cache`, `forward(..., cache=...)`, `extend`); see `KVCache`.
+(`new_cache`, `forward(..., cache=...)`); see `oemdm_transformer.cache.KVCache`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, Options
 from oemdm_transformer import flex
+from oemdm_transformer.cache import KVCache, cache_mask
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2},  # tests
@@ -54,69 +54,6 @@ def block_causal_mask(length: int, block_size: int, device: torch.device | None 
     """Boolean `[L, L]` mask, True where query i may attend to key j: block(j) ≤ block(i)."""
     block = torch.arange(length, device=device) // block_size
     return block[:, None] >= block[None, :]
-
-
-@dataclass
-class KVCache:
-    """Keys and values of the first `length` positions of a batch, for every layer.
-
-    Built by `Transformer.new_cache`; filled by `Transformer.forward(..., cache=...)`.
-
-    keys, values: one `[B, H, capacity, Dh]` buffer per layer; only `[:, :, :length]` is valid.
-    length: number of cached positions; the next call's tokens sit at positions
-        `length, length + 1, …`.
-    last_token: causal attention only: `[B]` ids of the token at position `length − 1`, or
-        None while the cache is empty. Keys at position p read tokens < p, so this token is
-        not yet part of any key and may be replaced after the call that produced the logits at
-        position `length − 1` (`set_last_token`): that is how an AR sampler makes one network
-        call per token.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    length: int = 0
-    last_token: Tensor | None = None
-    attention: str = "causal"
-    block_size: int | None = None
-    capacity: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.capacity = self.keys[0].shape[2] if self.keys else 0
-
-    @property
-    def batch_size(self) -> int:
-        return self.keys[0].shape[0]
-
-    def set_last_token(self, tokens: Tensor) -> None:
-        """Causal attention: set the token at position `length − 1` (`[B]` ids), which no
-        cached key has read yet."""
-        if self.attention != "causal":
-            raise ValueError(
-                f"set_last_token is only meaningful for causal attention, not {self.attention!r}"
-            )
-        if self.length == 0:
-            raise ValueError("the cache is empty: there is no last position to set")
-        if tokens.shape != (self.batch_size,):
-            raise ValueError(
-                f"last token must have shape [{self.batch_size}], got {tuple(tokens.shape)}"
-            )
-        self.last_token = tokens.to(torch.long)
-
-
-def cache_mask(
-    attention: str, block_size: int | None, start: int, count: int, device: torch.device
-) -> Tensor | None:
-    """Boolean `[count, start + count]` mask (True = may attend) of new positions
-    `start … start+count−1` over every key up to them; None when all keys are visible."""
-    query = torch.arange(start, start + count, device=device)
-    key = torch.arange(start + count, device=device)
-    if attention == "causal":
-        return None if count == 1 else key[None, :] <= query[:, None]
-    if attention == "block_causal":
-        if (start + count - 1) // block_size == start // block_size and start % block_size == 0:
-            return None  # one (partial) block starting at a boundary sees every key
-        return key[None, :] // block_size <= query[:, None] // block_size
-    return None
 
 
 class Attention(nn.Module):
@@ -301,12 +238,6 @@ class Transformer(Backbone):
             attention=self.attention,
             block_size=self.block_size,
         )
-
-    def extend(
-        self, tokens: Tensor, cache: KVCache, t: Tensor | None = None, commit: int | None = None
-    ) -> DenoiserOutput:
-        """Same as `forward(tokens, t, cache=cache, commit=commit)`."""
-        return self(tokens, t, cache=cache, commit=commit)
 
     def forward(
         self,
