@@ -74,24 +74,24 @@ class BlockSampler(Sampler):
 
     def __init__(
         self,
-        inner: str | SegmentSampler = "ancestral",
+        inner: str | SegmentSampler | None = None,
         registry: Registry | None = None,
         **options: Any,
     ) -> None:
         """`inner`: a built `SegmentSampler` (used as it is; the option records its name), or
-        the registry name of one, built from `registry` with this sampler's `steps`,
-        `temperature` and `top_p` (those of them its options have)."""
+        the registry name of one (None: the option's default), built from `registry` with
+        this sampler's `steps`, `temperature` and `top_p` (those of them its options have)."""
         if isinstance(inner, SegmentSampler):
             super().__init__(inner=inner.name, **options)
             self.rule = inner
-        elif isinstance(inner, str):
-            super().__init__(inner=inner, **options)
-            self.rule = self._build_inner(inner, resolve_registry(registry))
-        else:
+            return
+        if inner is not None and not isinstance(inner, str):
             raise ValueError(
                 f"the inner rule of 'block' must be a SegmentSampler (one that fills any "
                 f"segment, e.g. 'ancestral' or 'first-hitting'), got {inner!r}"
             )
+        super().__init__(**options, **({} if inner is None else {"inner": inner}))
+        self.rule = self._build_inner(self.options.inner, resolve_registry(registry))
 
     @classmethod
     def from_options(cls, options, registry=None):

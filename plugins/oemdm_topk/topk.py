@@ -65,21 +65,21 @@ class TopKSampler(SegmentSampler):
 
     def __init__(
         self,
-        scorer: str | Scorer = "plackett-luce",
+        scorer: str | Scorer | None = None,
         registry: Registry | None = None,
         **options: Any,
     ) -> None:
         """`scorer`: a built `Scorer` (used as it is; the option records its name), or the
-        registry name of one, built from `registry`."""
+        registry name of one (None: the option's default), built from `registry`."""
         if isinstance(scorer, Scorer):
             super().__init__(scorer=scorer.name, **options)
             self.scorer_impl = scorer
-        elif isinstance(scorer, str):
-            super().__init__(scorer=scorer, **options)
-            # An unknown name raises, listing the registered scorers.
-            self.scorer_impl = resolve_registry(registry).build("scorer", scorer)
-        else:
+            return
+        if scorer is not None and not isinstance(scorer, str):
             raise TypeError(f"scorer must be a registry name or a Scorer, got {scorer!r}")
+        super().__init__(**options, **({} if scorer is None else {"scorer": scorer}))
+        # An unknown name raises, listing the registered scorers.
+        self.scorer_impl = resolve_registry(registry).build("scorer", self.options.scorer)
 
     @classmethod
     def from_options(cls, options, registry=None):
