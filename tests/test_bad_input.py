@@ -80,11 +80,21 @@ def test_invalid_options_name_the_field(kind, name, options, field):
     assert repr(next(iter(options.values()))) in message
 
 
-def test_direct_constructors_reject_bad_values():
-    with pytest.raises(ValueError, match="p > 0"):
-        registry.get("schedule", "polynomial")(p=0.0)
-    with pytest.raises(ValueError, match="block_size must be >= 1, got 0"):
-        registry.get("order", "block")(block_size=0)
+@pytest.mark.parametrize(
+    ("kind", "name", "options", "message"),
+    [
+        ("schedule", "polynomial", {"p": 0.0}, "schedule[polynomial].p: got 0.0; must be > 0"),
+        ("order", "block", {"block_size": 0}, "order[block].block_size: got 0; must be >= 1"),
+        ("sampler", "ancestral", {"steps": 0}, "sampler[ancestral].steps: got 0; must be >= 1"),
+        ("sampler", "topk", {"top_p": 0.0}, "sampler[topk].top_p: got 0.0; must be > 0"),
+    ],
+)
+def test_direct_constructors_reject_bad_values_as_the_registry_does(kind, name, options, message):
+    cls = registry.get(kind, name)
+    for build in (lambda: cls(**options), lambda: registry.build(kind, name, **options)):
+        with pytest.raises(ConfigError) as info:
+            build()
+        assert str(info.value).startswith(message)
 
 
 def test_times_outside_unit_interval(model):

@@ -136,7 +136,9 @@ def test_block_vectorized_refuses_time_conditioning():
 def test_teacher_forcing_refuses():
     with pytest.raises(ConfigError, match=r"teacher-forcing.*order 'block'.*needs 1"):
         build({"name": "block", "block_size": 2}, "teacher-forcing", attention="causal")
-    with pytest.raises(ConfigError, match=r"teacher-forcing.*'bidirectional' attention; needs 'causal'"):
+    with pytest.raises(
+        ConfigError, match=r"teacher-forcing.*'bidirectional' attention; needs 'causal'"
+    ):
         build({"name": "ar"}, "teacher-forcing", attention="bidirectional")
 
 
@@ -482,7 +484,7 @@ def test_importance_times_option_is_validated_and_saved(tmp_path):
         }
     )
     model.save_pretrained(tmp_path / "m")
-    assert OeMDM.from_pretrained(tmp_path / "m").estimator.times == "importance"
+    assert OeMDM.from_pretrained(tmp_path / "m").estimator.options.times == "importance"
     x = torch.randint(0, 3, (8, 4), generator=torch.Generator().manual_seed(0))
     terms = model.nelbo(x, generator=torch.Generator().manual_seed(0))
     assert bool((terms.t > 0).all() and (terms.t <= 1).all())

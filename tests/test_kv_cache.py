@@ -34,7 +34,7 @@ def test_causal_cache_matches_uncached(chunks):
         cache = net.new_cache(x.shape[0])
         pieces, start = [], 0
         for n in chunks:
-            pieces.append(net.extend(x[:, start : start + n], cache).logits)
+            pieces.append(net(x[:, start : start + n], cache=cache).logits)
             start += n
     assert cache.length == L
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)

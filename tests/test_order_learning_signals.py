@@ -64,7 +64,7 @@ def test_reverse_scheduler_off_is_random_order_with_c1():
     assert float(learned.std()) > 0.05
     model.order.reverse_scheduler_enabled = False
     off = model.reverse_schedule(z, t).w
-    torch.testing.assert_close(off, torch.full_like(off, model.order.c1))
+    torch.testing.assert_close(off, torch.full_like(off, model.order.options.c1))
 
 
 @pytest.fixture

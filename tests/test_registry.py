@@ -33,9 +33,6 @@ class Constant(BaseSchedule):
     class Options(Options):
         rate: float = Field(default=1.0, gt=0, le=2, description="A rate in (0, 2].")
 
-    def __init__(self, rate: float = 1.0) -> None:
-        self.rate = rate
-
     def alpha(self, s):
         return 1.0 - s
 
@@ -92,7 +89,7 @@ def test_register_a_module_and_an_object(reg):
     assert entry.plugin == "obj_plugin" and entry.distribution is None
     assert entry.summary == "A test order."
     built = reg.build("schedule", "constant_test", rate=0.5)
-    assert isinstance(built, Constant) and built.rate == 0.5
+    assert isinstance(built, Constant) and built.options.rate == 0.5
     assert built.get_options() == {"rate": 0.5}
     assert set(reg.plugins()) >= {"mine", "obj_plugin"}
     reg.unregister_plugin("obj_plugin")

@@ -89,7 +89,7 @@ def test_registers_rtl_order(reg):
     assert "rtl" in reg.available("order")
     entry = reg.entry("order", "rtl")
     assert entry.plugin == "rtl" and entry.distribution is None  # registered by hand
-    assert reg.build("order", "rtl", block_size=2).block_size == 2
+    assert reg.build("order", "rtl", block_size=2).options.block_size == 2
     with pytest.raises(ConfigError, match="block_size"):
         reg.build("order", "rtl", block_size=0)
 

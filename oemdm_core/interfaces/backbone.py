@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
@@ -80,8 +80,9 @@ class Backbone(Component, nn.Module, ABC):
     supports_kv_cache: bool = False
     accepts_structured_input: bool = False
 
-    def __init__(self) -> None:
-        nn.Module.__init__(self)
+    def __init__(self, **options: Any) -> None:
+        nn.Module.__init__(self)  # first: Component.__init__ sets an attribute
+        Component.__init__(self, **options)
 
     @abstractmethod
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> DenoiserOutput:

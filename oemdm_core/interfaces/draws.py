@@ -1,9 +1,13 @@
-"""Random draws shared by samplers: float64 uniforms and Gumbel noise, temperature and\nnucleus filtering."""
+"""Random draws shared by samplers: float64 uniforms and Gumbel noise, temperature and
+nucleus filtering, and the options that set them (`DrawOptions`)."""
 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor
+
+from oemdm_core.plugin.component import Options
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
@@ -54,11 +58,10 @@ def sample_tokens(
     return (logp + gumbel_noise(tuple(logp.shape), generator, logp.device)).argmax(-1)
 
 
-def check_common(steps: int | None = None, top_p: float = 1.0, temperature: float = 1.0) -> None:
-    """Raise `ValueError` for steps < 1, top_p outside (0, 1] or a negative temperature."""
-    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+class DrawOptions(Options):
+    """The token-draw options of the samplers (`sample_tokens`): temperature and top_p."""
+
+    temperature: float = Field(default=1.0, ge=0.0, description="Softmax temperature (0 = argmax).")
+    top_p: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -59,8 +59,9 @@ class Order(Component, nn.Module, ABC):
     feature_gradient: bool = True
     reverse_scheduler_enabled: bool = True
 
-    def __init__(self) -> None:
-        nn.Module.__init__(self)
+    def __init__(self, **options: Any) -> None:
+        nn.Module.__init__(self)  # first: Component.__init__ sets an attribute
+        Component.__init__(self, **options)
 
     @property
     def num_draws(self) -> int:

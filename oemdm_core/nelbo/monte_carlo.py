@@ -49,11 +49,6 @@ class MonteCarloEstimator(Estimator):
             "½·U + ½·law(U^20) with weights 1/q(t).",
         )
 
-    def __init__(self, times: Literal["auto", "uniform", "importance"] = "auto") -> None:
-        if times not in ("auto", "uniform", "importance"):
-            raise ValueError(f"times must be 'auto', 'uniform' or 'importance', got {times!r}")
-        self.times = times
-
     def training_times(
         self,
         order,
@@ -73,7 +68,8 @@ class MonteCarloEstimator(Estimator):
         shared = order.shared_time and draws > 1
         t = N.low_discrepancy_times(batch if shared else batch * draws, generator, device)
         weight = None
-        if (order.times if self.times == "auto" else self.times) == "importance":
+        times = order.times if self.options.times == "auto" else self.options.times
+        if times == "importance":
             t, weight = importance_times(t)
             weight = weight.to(torch.float32)
         if order.t_min > 0:

@@ -33,12 +33,15 @@ class Options(NoBoolNumbers):
 
 
 class Component:
-    """Mixin for registrable classes.
+    """Mixin for registrable classes: a registry `name` and a validated options model.
 
     Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass);
-    `kind` is set by the interface class (e.g. `Order.kind == "order"`). A component is
-    built from validated options with `from_options`, which by default calls
-    `cls(**options.model_dump())`, so constructors keep plain keyword arguments.
+    `kind` is set by the interface class (e.g. `Order.kind == "order"`). Each option is
+    defined once, in `Options` (default, constraints, description, cross-field checks):
+    `__init__(**options)` validates the keyword options into `self.options` and the
+    component reads `self.options.x`. A component with nothing to build defines no
+    `__init__`; one that builds layers or heads defines `__init__(self, **options)`, calls
+    `super().__init__(**options)` and builds from `self.options`.
     """
 
     kind: ClassVar[str] = ""
@@ -48,6 +51,11 @@ class Component:
         pass
 
     options: Options
+
+    def __init__(self, **options: Any) -> None:
+        """Validate `options` into `cls.Options` (a bad value raises `ConfigError` naming
+        the field) and store them as `self.options`."""
+        self.options = self.validate_options(**options)
 
     @classmethod
     def validate_options(cls, prefix: str | None = None, **raw: Any) -> Options:
@@ -67,17 +75,10 @@ class Component:
     def from_options(cls, options: Options, registry: Registry | None = None) -> Component:
         """Build from validated options. `registry` is the one building this component:
         a component that holds others (by registry name in its options) builds them from
-        it. Default: `cls(**options)`; the registry is not needed."""
-        obj = cls(**options.model_dump())
-        obj.options = options
-        return obj
+        it. Default: `cls(**options)` (valid options pass validation again unchanged); the
+        registry is not needed."""
+        return cls(**dict(options))
 
     def get_options(self) -> dict[str, Any]:
         """The options this component was built with (for configs and checkpoints)."""
-        options = getattr(self, "options", None)
-        if options is None:  # built by calling the constructor directly
-            fields = type(self).Options.model_fields
-            options = type(self).Options(
-                **{f: getattr(self, f) for f in fields if hasattr(self, f)}
-            )
-        return options.model_dump(mode="json")
+        return self.options.model_dump(mode="json")

@@ -8,20 +8,28 @@ import lzma
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from oemdm_core import Dataset, Options
 from oemdm_core.interfaces.data import SPLITS
 
 
-def split_fractions(validation: float, test: float) -> None:
-    """Raise `ValueError` unless the held-out fractions leave a training split."""
-    if validation < 0 or test < 0 or validation + test >= 1:
-        raise ValueError(
-            f"validation ({validation}) and test ({test}) fractions must be >= 0 and sum to < 1"
-        )
+class SplitOptions(Options):
+    """The held-out fractions of a corpus split contiguously (`contiguous_split`)."""
+
+    validation: float = Field(default=0.05, ge=0, lt=1, description="Validation fraction.")
+    test: float = Field(default=0.05, ge=0, lt=1, description="Test fraction.")
+
+    @model_validator(mode="after")
+    def _leaves_a_training_split(self) -> SplitOptions:
+        if self.validation + self.test >= 1:
+            raise ValueError(
+                f"validation ({self.validation}) and test ({self.test}) fractions must be >= 0 "
+                "and sum to < 1"
+            )
+        return self
 
 
 def contiguous_split(text: str, split: str, validation: float, test: float) -> str:
@@ -40,13 +48,8 @@ class Pydoc(Dataset):
 
     name = "pydoc"
 
-    class Options(Options):
-        validation: float = Field(default=0.05, ge=0, lt=1, description="Validation fraction.")
-        test: float = Field(default=0.05, ge=0, lt=1, description="Test fraction.")
-
-    def __init__(self, validation: float = 0.05, test: float = 0.05) -> None:
-        split_fractions(validation, test)
-        self.validation, self.test = validation, test
+    class Options(SplitOptions):
+        """The held-out fractions only: the corpus is embedded."""
 
     def corpus(self) -> str:
         from pydoc_data.topics import topics
@@ -54,7 +57,8 @@ class Pydoc(Dataset):
         return "\n\n".join(topics[k] for k in sorted(topics))
 
     def texts(self, split: str) -> list[str]:
-        return [contiguous_split(self.corpus(), split, self.validation, self.test)]
+        o = self.options
+        return [contiguous_split(self.corpus(), split, o.validation, o.test)]
 
     def fingerprint(self) -> str:
         return f"pydoc python={sys.version_info[0]}.{sys.version_info[1]}"
@@ -86,33 +90,28 @@ class TextFiles(Dataset):
 
     name = "text-files"
 
-    class Options(Options):
-        paths: list[str] = Field(default_factory=list, description="Files or glob patterns.")
-        validation: float = Field(default=0.05, ge=0, lt=1, description="Validation fraction.")
-        test: float = Field(default=0.05, ge=0, lt=1, description="Test fraction.")
+    class Options(SplitOptions):
+        paths: list[str] = Field(
+            default_factory=list, validate_default=True, description="Files or glob patterns."
+        )
         errors: Literal["strict", "replace", "ignore"] = Field(
             default="strict", description="What to do with undecodable bytes (strict = error)."
         )
         separator: str = Field(default="\n\n", description="Text placed between files.")
 
-    def __init__(
-        self,
-        paths: list[str] | None = None,
-        validation: float = 0.05,
-        test: float = 0.05,
-        errors: str = "strict",
-        separator: str = "\n\n",
-    ) -> None:
-        split_fractions(validation, test)
-        if not paths:
-            raise ValueError("dataset 'text-files' needs paths: --set data.dataset.paths=[a.txt]")
-        self.paths, self.validation, self.test = list(paths), validation, test
-        self.errors, self.separator = errors, separator
+        @field_validator("paths")
+        @classmethod
+        def _some_paths(cls, paths: list[str]) -> list[str]:
+            if not paths:
+                raise ValueError(
+                    "dataset 'text-files' needs paths: --set data.dataset.paths=[a.txt]"
+                )
+            return paths
 
     def files(self) -> list[Path]:
         """The matched files, in the order given (globs expanded and sorted)."""
         found: list[Path] = []
-        for pattern in self.paths:
+        for pattern in self.options.paths:
             pattern = os.path.expanduser(pattern)
             if glob.has_magic(pattern):
                 matches = sorted(glob.glob(pattern))
@@ -126,8 +125,9 @@ class TextFiles(Dataset):
         return found
 
     def texts(self, split: str) -> list[str]:
-        corpus = self.separator.join(read_text_file(p, self.errors) for p in self.files())
-        return [contiguous_split(corpus, split, self.validation, self.test)]
+        o = self.options
+        corpus = o.separator.join(read_text_file(p, o.errors) for p in self.files())
+        return [contiguous_split(corpus, split, o.validation, o.test)]
 
     def fingerprint(self) -> str:
         parts = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in self.files()]
@@ -148,7 +148,11 @@ class HFDataset(Dataset):
     name = "hf"
 
     class Options(Options):
-        path: str = Field(default="", description="Dataset name on the Hub, or a local path.")
+        path: str = Field(
+            default="",
+            validate_default=True,
+            description="Dataset name on the Hub, or a local path.",
+        )
         config: str | None = Field(
             default=None, description="Dataset config, e.g. wikitext-103-raw-v1."
         )
@@ -158,71 +162,70 @@ class HFDataset(Dataset):
             description="Our split name → the dataset's split name (may slice: 'train[:1%]').",
         )
 
-    def __init__(
-        self,
-        path: str = "",
-        config: str | None = None,
-        text_field: str = "text",
-        splits: dict[str, str] | None = None,
-    ) -> None:
-        if not path:
-            raise ValueError("dataset 'hf' needs a path: --set data.dataset.path=wikitext")
-        self.path, self.config, self.text_field = path, config, text_field
-        self.splits = splits or {"train": "train", "validation": "validation", "test": "test"}
-        self._loaded = None
+        @field_validator("path")
+        @classmethod
+        def _some_path(cls, path: str) -> str:
+            if not path:
+                raise ValueError("dataset 'hf' needs a path: --set data.dataset.path=wikitext")
+            return path
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._loaded = None  # the saved dataset of a local directory, read on first use
 
     def load(self, split: str):
         """The `datasets.Dataset` of our `split` (a local saved dataset dir is loaded from disk)."""
-        if split not in self.splits:
+        o = self.options
+        if split not in o.splits:
             raise ValueError(
-                f"dataset 'hf': split {split!r} not mapped; mapped: {sorted(self.splits)}"
+                f"dataset 'hf': split {split!r} not mapped; mapped: {sorted(o.splits)}"
             )
         import datasets
 
-        root = Path(self.path)
+        root = Path(o.path)
         if root.is_dir() and (root / "dataset_dict.json").exists():
             if self._loaded is None:
-                self._loaded = datasets.load_from_disk(self.path)
-            name = self.splits[split]
+                self._loaded = datasets.load_from_disk(o.path)
+            name = o.splits[split]
             if name not in self._loaded:
                 raise ValueError(
-                    f"dataset 'hf': {self.path} has no split {name!r}; it has "
+                    f"dataset 'hf': {o.path} has no split {name!r}; it has "
                     f"{', '.join(sorted(self._loaded))} (set the dataset option splits)"
                 )
             return self._loaded[name]
         if root.is_dir() and (root / "state.json").exists():  # one Dataset: every split
             if self._loaded is None:
-                self._loaded = datasets.load_from_disk(self.path)
+                self._loaded = datasets.load_from_disk(o.path)
             return self._loaded
         builder = LOCAL_FORMATS.get(root.suffix)
-        if builder is not None and (root.is_file() or glob.has_magic(self.path)):
+        if builder is not None and (root.is_file() or glob.has_magic(o.path)):
             try:
-                return datasets.load_dataset(
-                    builder, data_files=self.path, split=self.splits[split]
-                )
+                return datasets.load_dataset(builder, data_files=o.path, split=o.splits[split])
             except Exception as exc:
                 raise ValueError(
-                    f"dataset 'hf': could not read {self.path} as {builder} "
-                    f"(split {self.splits[split]!r}): {type(exc).__name__}: "
+                    f"dataset 'hf': could not read {o.path} as {builder} "
+                    f"(split {o.splits[split]!r}): {type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else ''}"
                 ) from None
         try:
-            return datasets.load_dataset(self.path, self.config, split=self.splits[split])
+            return datasets.load_dataset(o.path, o.config, split=o.splits[split])
         except Exception as exc:  # offline, unknown name, …: one clear line
             raise ValueError(
-                f"dataset 'hf': could not load {self.path!r} (config {self.config!r}, split "
-                f"{self.splits[split]!r}); it needs the network on first use or a local dataset "
+                f"dataset 'hf': could not load {o.path!r} (config {o.config!r}, split "
+                f"{o.splits[split]!r}); it needs the network on first use or a local dataset "
                 f"directory saved with save_to_disk: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from None
 
     def texts(self, split: str) -> list[str]:
+        o = self.options
         data = self.load(split)
-        if self.text_field not in data.column_names:
+        if o.text_field not in data.column_names:
             raise ValueError(
-                f"dataset 'hf': no column {self.text_field!r}; columns: {data.column_names}"
+                f"dataset 'hf': no column {o.text_field!r}; columns: {data.column_names}"
             )
-        return list(data[self.text_field])
+        return list(data[o.text_field])
 
     def fingerprint(self) -> str:
+        o = self.options
         data = self.load("train")
-        return f"hf {self.path} {self.config} {self.splits} {getattr(data, '_fingerprint', '')}"
+        return f"hf {o.path} {o.config} {o.splits} {getattr(data, '_fingerprint', '')}"

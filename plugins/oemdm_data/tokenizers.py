@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from oemdm_core import Options, Tokenizer
 
@@ -29,16 +29,16 @@ class CharTokenizer(Tokenizer):
             description="Reserve one id for characters unseen in training (else they are errors).",
         )
 
-    def __init__(self, unknown: bool = True) -> None:
-        self.unknown = unknown
-        self.chars: list[str] = []
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.chars: list[str] = []  # the fitted vocabulary (`fit`, `load_state`)
         self._index: dict[str, int] = {}
 
     @property
     def vocab_size(self) -> int:
         if not self.chars:
             raise ValueError("char tokenizer has no vocabulary yet: call fit(text) or load_state")
-        return len(self.chars) + (1 if self.unknown else 0)
+        return len(self.chars) + (1 if self.options.unknown else 0)
 
     def fit(self, text: str) -> None:
         if not text:
@@ -60,7 +60,7 @@ class CharTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         self.vocab_size  # noqa: B018 - raises if not fitted
         index, unk = self._index, len(self.chars)
-        if self.unknown:
+        if self.options.unknown:
             return [index.get(c, unk) for c in text]
         try:
             return [index[c] for c in text]
@@ -137,16 +137,18 @@ class BPETokenizer(Tokenizer):
             default=2, ge=1, description="Minimum count of a pair to be merged."
         )
 
-    def __init__(self, vocab_size: int = 1024, byte_level: bool = True, min_frequency: int = 2):
-        if byte_level and vocab_size < 256:
-            raise ValueError(
-                f"tokenizer 'bpe': vocab_size {vocab_size} is below the 256 byte ids of a "
-                "byte-level BPE; use vocab_size >= 256 or byte_level=false"
-            )
-        self.options = self.Options(
-            vocab_size=vocab_size, byte_level=byte_level, min_frequency=min_frequency
-        )
-        self._tok = None
+        @model_validator(mode="after")
+        def _room_for_the_bytes(self) -> BPETokenizer.Options:
+            if self.byte_level and self.vocab_size < 256:
+                raise ValueError(
+                    f"tokenizer 'bpe': vocab_size {self.vocab_size} is below the 256 byte ids "
+                    "of a byte-level BPE; use vocab_size >= 256 or byte_level=false"
+                )
+            return self
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._tok = None  # the trained `tokenizers.Tokenizer` (`fit`, `load_state`)
 
     @property
     def vocab_size(self) -> int:
@@ -215,14 +217,22 @@ class HFTokenizer(Tokenizer):
     name = "hf"
 
     class Options(Options):
-        path: str = Field(default="", description="Path of a local tokenizer.json file.")
+        path: str = Field(
+            default="", validate_default=True, description="Path of a local tokenizer.json file."
+        )
 
-    def __init__(self, path: str = "") -> None:
-        self.path = path
-        if not path:
-            raise ValueError(
-                "tokenizer 'hf' needs a path: --set data.tokenizer.path=tokenizer.json"
-            )
+        @field_validator("path")
+        @classmethod
+        def _some_path(cls, path: str) -> str:
+            if not path:
+                raise ValueError(
+                    "tokenizer 'hf' needs a path: --set data.tokenizer.path=tokenizer.json"
+                )
+            return path
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        path = self.options.path
         if not Path(path).is_file():
             raise FileNotFoundError(f"tokenizer 'hf': no tokenizer file at {path}")
         lib = _tokenizers_lib(self.name)

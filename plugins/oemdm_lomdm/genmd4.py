@@ -44,22 +44,21 @@ class GenMD4(Order):
         )
 
     def __init__(self, **options) -> None:
-        super().__init__()
-        self.options = self.validate_options(**options)
-        o = self.options
-        self.K, self.init = o.K, o.init
-        self.shared_time, self.t_min = o.shared_time, o.t_min
+        super().__init__(**options)
+        # Declared for the estimator (see `Order`).
+        self.shared_time, self.t_min = self.options.shared_time, self.options.t_min
         self.rho: nn.Parameter | None = None
 
     @property
     def num_draws(self) -> int:
-        return self.K
+        return self.options.K
 
     def bind(self, backbone: nn.Module) -> None:
         """Create ρ, one entry per vocabulary item of `backbone`."""
         if self.rho is not None:
             return
-        inverse_softplus = self.init + math.log(-math.expm1(-self.init))
+        init = self.options.init
+        inverse_softplus = init + math.log(-math.expm1(-init))
         self.rho = nn.Parameter(torch.full((backbone.vocab_size,), inverse_softplus))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -127,22 +127,21 @@ class LoMDM(Order):
             return c2
 
     def __init__(self, **options) -> None:
-        super().__init__()
-        self.options = self.validate_options(**options)
+        super().__init__(**options)
         o = self.options
-        self.c1, self.c2, self.K, self.features = o.c1, o.c2, o.K, o.features
+        # Declared for the estimator and the model (see `Order`).
         self.shared_time, self.t_min, self.times = o.shared_time, o.t_min, o.times
+        self.feature_gradient = not o.stop_gradient
         # With its own encoder the order reads no backbone hidden states (and costs no extra
         # backbone pass): the encoder runs on x (forward) and on z_t (reverse).
         self.needs_features = o.features == "backbone"
-        self.feature_gradient = not o.stop_gradient
         self.encoder: SmallEncoder | None = None
         self.forward_head: nn.Module | None = None
         self.reverse_head: nn.Module | None = None
 
     @property
     def num_draws(self) -> int:
-        return self.K
+        return self.options.K
 
     def bind(self, backbone: nn.Module) -> None:
         """Create the scheduler networks g_φ, h_ψ (and the encoder) sized for `backbone`."""
@@ -192,7 +191,7 @@ class LoMDM(Order):
     def exponents(self, head: nn.Module, features: Tensor) -> Tensor:
         """c1 + c2 · NormSig(head(features)): `[B, L]` from `features: [B, L, D]`."""
         logits = head(features).squeeze(-1)  # [B, L]
-        return self.c1 + self.c2 * norm_sig(logits.float())
+        return self.options.c1 + self.options.c2 * norm_sig(logits.float())
 
     def forward_schedule(self, x, base, features=None) -> PowerSchedule:
         """α_F^i(x, t) = 1 − t^{w^i(x)}; `features`: backbone hidden states of x, `[B, L, D]`."""
@@ -209,6 +208,6 @@ class LoMDM(Order):
         With `reverse_scheduler_enabled = False` (the paper's c2 = 0 sampling ablation),
         ŵ ≡ c1: MDM's random order with the same denoiser."""
         if not self.reverse_scheduler_enabled:
-            return PowerSchedule(torch.full(z_t.shape, self.c1, device=z_t.device))
+            return PowerSchedule(torch.full(z_t.shape, self.options.c1, device=z_t.device))
         f = self._features(z_t, out.hidden if out is not None else None, "z_t")
         return PowerSchedule(self.exponents(self.reverse_head, f))

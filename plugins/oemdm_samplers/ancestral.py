@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core import Options
-from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
 from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
 
 
@@ -21,34 +20,23 @@ class AncestralSampler(SegmentSampler):
     name = "ancestral"
     has_cache = True
 
-    class Options(Options):
+    class Options(DrawOptions):
         steps: int = Field(default=64, ge=1, description="Number of reverse steps T.")
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
-        )
         cache: bool = Field(
             default=True, description="Reuse the denoiser output when the state is unchanged."
         )
-
-    def __init__(
-        self, steps: int = 64, temperature: float = 1.0, top_p: float = 1.0, cache: bool = True
-    ) -> None:
-        check_common(steps, top_p, temperature)
-        self.steps, self.temperature, self.top_p, self.cache = steps, temperature, top_p, cache
 
     @torch.no_grad()
     def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
         """T steps from `segment.t_start` to `segment.t_end` on the grid
         t_k = t_end + (t_start − t_end)·k/T; at the last step every masked position is
         un-masked (α(t_end) = 1 on the segment's positions)."""
+        o = self.options
         z = segment.tokens.clone()
         order = torch.full_like(z, -1)
-        reuse = self.cache and not segment.uses_time
+        reuse = o.cache and not segment.uses_time
         out, nfe, changed, steps_used = None, 0, True, 0
-        for step in time_grid(segment, self.steps):
+        for step in time_grid(segment, o.steps):
             masked = z == segment.mask_id
             if not bool(masked.any()):
                 break
@@ -60,7 +48,7 @@ class AncestralSampler(SegmentSampler):
             reveal = masked & (uniform(tuple(z.shape), generator, z.device) < prob)
             if step.last:
                 reveal = masked  # α(t_end) = 1: everything is clean at the end of the segment
-            tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
+            tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, step.index, order)
             changed = bool(reveal.any())

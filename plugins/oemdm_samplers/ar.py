@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.interfaces.draws import check_common, sample_tokens
+from oemdm_core import Sampler, SampleResult
+from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
 from oemdm_core.interfaces.requirements import left_to_right_problems
 from oemdm_core.interfaces.sampler import initial_state
 
@@ -35,34 +35,25 @@ class ARSampler(Sampler):
     name = "ar"
     has_cache = True
 
-    class Options(Options):
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
-        )
+    class Options(DrawOptions):
         cache: bool = Field(
             default=True, description="Use the backbone's KV cache (False: recompute prefixes)."
         )
 
-    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, cache: bool = True) -> None:
-        check_common(None, top_p, temperature)
-        self.temperature, self.top_p, self.cache = temperature, top_p, cache
-
     def check_model(self, model, length=None):
-        check_ar_model(model, self.cache)
+        check_ar_model(model, self.options.cache)
 
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        check_ar_model(model, self.cache)
+        o = self.options
+        check_ar_model(model, o.cache)
         length = model.length if length is None else length
         z, keep = initial_state(model, num_samples, length, fixed)
         backbone = model.backbone
         order = torch.full_like(z, -1)
         generated = (~keep).any(0)  # [L]: columns with at least one position to draw
         columns = generated.nonzero().flatten().tolist()
-        cache = backbone.new_cache(num_samples, capacity=length) if self.cache else None
+        cache = backbone.new_cache(num_samples, capacity=length) if o.cache else None
         start, nfe = 0, 0
         for column in columns:
             t = torch.full((num_samples,), (length - column) / length, device=z.device)
@@ -72,7 +63,7 @@ class ARSampler(Sampler):
             else:
                 logits = backbone(z[:, : column + 1], t).logits[:, -1]
             nfe += 1
-            token = sample_tokens(logits, generator, self.temperature, self.top_p)
+            token = sample_tokens(logits, generator, o.temperature, o.top_p)
             draw = ~keep[:, column]
             z[:, column] = torch.where(draw, token, z[:, column])
             order[:, column] = torch.where(draw, nfe - 1, -1)

@@ -3,12 +3,14 @@ inside each block, finished blocks read from a KV cache, optional stop at end-of
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, Sampler, SampleResult
-from oemdm_core.interfaces.draws import check_common
+from oemdm_core import Sampler, SampleResult
+from oemdm_core.interfaces.draws import DrawOptions
 from oemdm_core.interfaces.position_schedule import SlicedSchedule
 from oemdm_core.interfaces.requirements import block_order_size
 from oemdm_core.interfaces.sampler import initial_state
@@ -57,19 +59,13 @@ class BlockSampler(Sampler):
     name = "block"
     has_cache = True
 
-    class Options(Options):
+    class Options(DrawOptions):
         steps: int = Field(
             default=8, ge=1, description="Inner steps per block (if the inner rule takes steps)."
         )
         inner: str = Field(
             default="ancestral",
             description="Registered SegmentSampler filling each block (e.g. ancestral).",
-        )
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
         )
         cache: bool = Field(default=True, description="Read finished blocks from a KV cache.")
         eos_id: int | None = Field(
@@ -78,36 +74,28 @@ class BlockSampler(Sampler):
 
     def __init__(
         self,
-        steps: int = 8,
-        inner: str | SegmentSampler = "ancestral",
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        cache: bool = True,
-        eos_id: int | None = None,
+        inner: str | SegmentSampler | None = None,
         registry: Registry | None = None,
+        **options: Any,
     ) -> None:
-        """`inner`: a built `SegmentSampler` (used as it is), or the registry name of one,
-        built from `registry` with this sampler's `steps`, `temperature` and `top_p` (those
-        of them its options have)."""
-        check_common(steps, top_p, temperature)
-        if eos_id is not None and eos_id < 0:
-            raise ValueError(f"eos_id must be a token id >= 0 or None, got {eos_id}")
-        self.steps, self.temperature, self.top_p = steps, temperature, top_p
-        self.cache, self.eos_id = cache, eos_id
-        if isinstance(inner, str):
-            inner = self._build_inner(inner, resolve_registry(registry))
-        if not isinstance(inner, SegmentSampler):
+        """`inner`: a built `SegmentSampler` (used as it is; the option records its name), or
+        the registry name of one (None: the option's default), built from `registry` with
+        this sampler's `steps`, `temperature` and `top_p` (those of them its options have)."""
+        if isinstance(inner, SegmentSampler):
+            super().__init__(inner=inner.name, **options)
+            self.rule = inner
+            return
+        if inner is not None and not isinstance(inner, str):
             raise ValueError(
                 f"the inner rule of 'block' must be a SegmentSampler (one that fills any "
                 f"segment, e.g. 'ancestral' or 'first-hitting'), got {inner!r}"
             )
-        self.rule, self.inner = inner, inner.name
+        super().__init__(**options, **({} if inner is None else {"inner": inner}))
+        self.rule = self._build_inner(self.options.inner, resolve_registry(registry))
 
     @classmethod
     def from_options(cls, options, registry=None):
-        sampler = cls(**options.model_dump(), registry=registry)
-        sampler.options = options
-        return sampler
+        return cls(registry=registry, **dict(options))
 
     def _build_inner(self, inner: str, registry: Registry) -> SegmentSampler:
         if inner == self.name:
@@ -126,7 +114,8 @@ class BlockSampler(Sampler):
 
     def forwarded_options(self) -> dict[str, object]:
         """The options handed to an inner rule built by name."""
-        return {"steps": self.steps, "temperature": self.temperature, "top_p": self.top_p}
+        o = self.options
+        return {"steps": o.steps, "temperature": o.temperature, "top_p": o.top_p}
 
     def _check(self, model, length: int) -> int:
         order, backbone = model.order, model.backbone
@@ -142,7 +131,7 @@ class BlockSampler(Sampler):
                 f"'{order.name}'; use a length divisible by {size}"
             )
         attention = backbone.attention
-        if self.cache:
+        if self.options.cache:
             ok = backbone.supports_kv_cache and (
                 attention == "causal"
                 or (attention == "block_causal" and size % backbone.block_size == 0)
@@ -166,7 +155,7 @@ class BlockSampler(Sampler):
         z, keep = initial_state(model, num_samples, length, fixed)
         backbone, mask_id, nb = model.backbone, model.mask_id, length // size
         schedule = model.reverse_schedule(z, torch.ones(num_samples, device=z.device))
-        cached = CachedBlockDenoiser(backbone, num_samples, length) if self.cache else None
+        cached = CachedBlockDenoiser(backbone, num_samples, length) if self.options.cache else None
         order = torch.full_like(z, -1)
         done = torch.zeros(num_samples, dtype=torch.bool, device=z.device)
         lengths = torch.full((num_samples,), length, dtype=torch.long, device=z.device)
@@ -190,7 +179,7 @@ class BlockSampler(Sampler):
             z[:, lo:hi] = result.tokens
             order[:, lo:hi] = torch.where(result.order >= 0, result.order + steps, -1)
             nfe, steps = nfe + result.nfe, steps + result.steps
-            if self.eos_id is not None:
+            if self.options.eos_id is not None:
                 done, lengths = self._stop(z, order, keep, done, lengths, lo, hi)
                 if bool(done.all()):
                     break
@@ -214,13 +203,14 @@ class BlockSampler(Sampler):
 
     def _stop(self, z, order, keep, done, lengths, lo, hi):
         """Mark sequences whose block [lo, hi) generated eos_id; pad everything after it."""
-        hit = (z[:, lo:hi] == self.eos_id) & ~keep[:, lo:hi]  # [N, B]
+        eos_id = self.options.eos_id
+        hit = (z[:, lo:hi] == eos_id) & ~keep[:, lo:hi]  # [N, B]
         first = torch.where(hit.any(1), hit.float().argmax(1) + lo, z.shape[1])
         new = ~done & hit.any(1)
         lengths = torch.where(new, first + 1, lengths)
         done = done | new
         after = torch.arange(z.shape[1], device=z.device)[None, :] >= lengths[:, None]
         pad = done[:, None] & after  # [N, L]
-        z.masked_fill_(pad, self.eos_id)
+        z.masked_fill_(pad, eos_id)
         order.masked_fill_(pad, -1)
         return done, lengths

@@ -30,11 +30,10 @@ backbone one more (the first call, at t_start, only reads the schedule).
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, PositionSchedule, WindowedSchedule
-from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core import PositionSchedule, WindowedSchedule
+from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
 from oemdm_core.interfaces.position_schedule import SlicedSchedule
 from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
 
@@ -108,17 +107,8 @@ class FirstHittingSampler(SegmentSampler):
 
     name = "first-hitting"
 
-    class Options(Options):
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
-        )
-
-    def __init__(self, temperature: float = 1.0, top_p: float = 1.0) -> None:
-        check_common(None, top_p, temperature)
-        self.temperature, self.top_p = temperature, top_p
+    class Options(DrawOptions):
+        """Temperature and top_p: the un-masking times are drawn exactly, not on a grid."""
 
     @torch.no_grad()
     def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
@@ -137,7 +127,7 @@ class FirstHittingSampler(SegmentSampler):
         """Draw the token at `position [N]` from `out.logits`; rows not `active` keep z."""
         rows = torch.arange(z.shape[0], device=z.device)
         logits = out.logits[rows, position]  # [N, V]
-        token = sample_tokens(logits, generator, self.temperature, self.top_p)
+        token = sample_tokens(logits, generator, self.options.temperature, self.options.top_p)
         current = z[rows, position]
         return torch.where(active, token, current)
 

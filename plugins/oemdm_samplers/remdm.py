@@ -46,14 +46,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
-from oemdm_core import Options, SampleResult
-from oemdm_core.interfaces.draws import check_common, sample_tokens, uniform
+from oemdm_core import SampleResult
+from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
 from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, whole_sequence
-
-STRATEGIES = ("cap", "rescale", "confidence", "loop")
 
 
 @dataclass
@@ -88,7 +86,7 @@ class RemaskingSampler(SegmentSampler):
     name = "remdm"
     has_cache = True
 
-    class Options(Options):
+    class Options(DrawOptions):
         steps: int = Field(default=128, ge=1, description="Number of reverse steps T.")
         strategy: Literal["cap", "rescale", "confidence", "loop"] = Field(
             default="cap", description="How σ_t is set: cap, rescale, confidence or loop (ReMDM)."
@@ -109,12 +107,6 @@ class RemaskingSampler(SegmentSampler):
         t_off: float = Field(
             default=0.0, ge=0.0, lt=1.0, description="Remask only while t > t_off."
         )
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
-        )
         cache: bool = Field(
             default=True, description="Reuse the denoiser output when the state is unchanged."
         )
@@ -122,72 +114,51 @@ class RemaskingSampler(SegmentSampler):
             default=True, description="Record states, σ and re-masked positions per step."
         )
 
-    def __init__(
-        self,
-        steps: int = 128,
-        strategy: str = "cap",
-        eta: float = 0.02,
-        conf_scale: str = "paper",
-        t_loop: float | None = None,
-        t_on: float = 1.0,
-        t_off: float = 0.0,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        cache: bool = True,
-        history: bool = True,
-    ) -> None:
-        check_common(steps, top_p, temperature)
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {eta}")
-        if not 0.0 <= t_off < t_on <= 1.0:
-            raise ValueError(
-                f"remasking window needs 0 <= t_off < t_on <= 1, got t_off={t_off}, t_on={t_on}"
-            )
-        if strategy == "loop" and not 0.0 < t_off < t_on < 1.0:
-            raise ValueError(
-                f"strategy 'loop' needs 0 < t_off < t_on < 1 (e.g. t_off=0.05, t_on=0.55), "
-                f"got t_off={t_off}, t_on={t_on}"
-            )
-        if conf_scale not in ("paper", "count"):
-            raise ValueError(f"conf_scale must be 'paper' or 'count', got {conf_scale!r}")
-        self.steps, self.strategy, self.eta = int(steps), strategy, float(eta)
-        if t_loop is not None and not 0.0 < t_loop < 1.0:
-            raise ValueError(f"t_loop must lie in (0, 1), got {t_loop}")
-        self.conf_scale, self.t_loop = conf_scale, t_loop
-        self.t_on, self.t_off = float(t_on), float(t_off)
-        self.temperature, self.top_p, self.cache, self.history = temperature, top_p, cache, history
+        @model_validator(mode="after")
+        def _remasking_window(self) -> RemaskingSampler.Options:
+            if not self.t_off < self.t_on:
+                raise ValueError(
+                    f"remasking window needs 0 <= t_off < t_on <= 1, got t_off={self.t_off}, "
+                    f"t_on={self.t_on}"
+                )
+            if self.strategy == "loop" and not (self.t_off > 0 and self.t_on < 1):
+                raise ValueError(
+                    f"strategy 'loop' needs 0 < t_off < t_on < 1 (e.g. t_off=0.05, t_on=0.55), "
+                    f"got t_off={self.t_off}, t_on={self.t_on}"
+                )
+            return self
 
     # -- σ ---------------------------------------------------------------------------------
     def sigma(self, alpha_t: Tensor, one_minus_alpha_s: Tensor, decoded: Tensor, psi: Tensor):
         """σ^i `[N, L]` float64 of one step from α_t, 1 − α_s `[N, L]`, the decoded positions
         and their confidences ψ (see module); before zeroing masked positions."""
+        o = self.options
         sigma_max = torch.where(
             alpha_t > 0, (one_minus_alpha_s / alpha_t.clamp_min(1e-300)).clamp(max=1.0), 0.0
         )
-        if self.strategy in ("cap", "loop"):
-            return sigma_max.clamp(max=self.eta)
-        base = self.eta * sigma_max
-        if self.strategy == "rescale":
+        if o.strategy in ("cap", "loop"):
+            return sigma_max.clamp(max=o.eta)
+        base = o.eta * sigma_max
+        if o.strategy == "rescale":
             return base
         logits = torch.where(decoded, -psi, -torch.inf)
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with nothing decoded
-        if self.conf_scale == "count":
+        if o.conf_scale == "count":
             weights = weights * decoded.sum(-1, keepdim=True).to(base.dtype)
         return torch.where(decoded, torch.minimum(base * weights, sigma_max), base)
 
     def model_time(self, tau: float) -> float:
         """The model's time at sampler time τ ∈ [0, 1]: τ itself, except for `loop` (see
         module: 1 → t_loop on [t_on, 1], t_loop on [t_off, t_on), t_loop → 0 below t_off)."""
-        if self.strategy != "loop":
+        o = self.options
+        if o.strategy != "loop":
             return tau
-        t_loop = self.t_on if self.t_loop is None else self.t_loop
-        if tau >= self.t_on:
-            return t_loop + (tau - self.t_on) / (1.0 - self.t_on) * (1.0 - t_loop)
-        if tau >= self.t_off:
+        t_loop = o.t_on if o.t_loop is None else o.t_loop
+        if tau >= o.t_on:
+            return t_loop + (tau - o.t_on) / (1.0 - o.t_on) * (1.0 - t_loop)
+        if tau >= o.t_off:
             return t_loop
-        return tau * t_loop / self.t_off
+        return tau * t_loop / o.t_off
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
@@ -205,25 +176,26 @@ class RemaskingSampler(SegmentSampler):
     def run(self, segment: Segment, keep: Tensor, generator=None) -> RemaskSampleResult:
         """T steps from `segment.t_start` to `segment.t_end` (grid as the ancestral sampler's);
         `keep: [N, n]` marks positions that are never re-masked."""
+        o = self.options
         z = segment.tokens.clone()
         mask_id = segment.mask_id
         order = torch.full_like(z, -1)
         psi = torch.zeros(z.shape, dtype=torch.float64, device=z.device)
         states, sigmas, remasks = [z.clone()], [], []
-        reuse = self.cache and not segment.uses_time
+        reuse = o.cache and not segment.uses_time
         out, nfe, changed, steps_used = None, 0, True, 0
         width = segment.t_start - segment.t_end
-        for step, k in enumerate(range(self.steps, 0, -1)):
+        for step, k in enumerate(range(o.steps, 0, -1)):
             masked = z == mask_id
-            tau = k / self.steps  # sampler time: the fraction of the segment still to run
-            if not bool(masked.any()) and (self.eta == 0 or tau <= self.t_off):
+            tau = k / o.steps  # sampler time: the fraction of the segment still to run
+            if not bool(masked.any()) and (o.eta == 0 or tau <= o.t_off):
                 break  # nothing left to do (with remasking ahead, tokens may still be revised)
-            if self.strategy == "loop":
+            if o.strategy == "loop":
                 t_k = segment.t_end + width * self.model_time(tau)
-                s_k = segment.t_end + width * self.model_time((k - 1) / self.steps)
+                s_k = segment.t_end + width * self.model_time((k - 1) / o.steps)
             else:  # the ancestral sampler's grid, bit for bit
-                t_k = segment.t_end + width * k / self.steps
-                s_k = segment.t_end + width * (k - 1) / self.steps
+                t_k = segment.t_end + width * k / o.steps
+                s_k = segment.t_end + width * (k - 1) / o.steps
             t = torch.full((z.shape[0],), t_k, device=z.device)
             s = torch.full((z.shape[0],), s_k, device=z.device)
             if out is None or changed or not reuse:
@@ -233,7 +205,7 @@ class RemaskingSampler(SegmentSampler):
             prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n], a_R
             decoded = ~masked & ~keep
             sigma = torch.zeros_like(prob)
-            if self.eta > 0 and k > 1 and self.t_off < tau <= self.t_on:
+            if o.eta > 0 and k > 1 and o.t_off < tau <= o.t_on:
                 alpha_t = reverse.alpha(t).to(torch.float64)
                 one_minus_t = reverse.one_minus_alpha(t).to(torch.float64)
                 one_minus_s = reverse.one_minus_alpha(s).to(torch.float64)
@@ -246,21 +218,21 @@ class RemaskingSampler(SegmentSampler):
             remask = decoded & (u < sigma)
             if k == 1:
                 reveal = masked  # α(t_end) = 1: everything is clean at the end
-            tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
+            tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             z = torch.where(remask, torch.full_like(z, mask_id), z)
             order = torch.where(reveal, step, torch.where(remask, -1, order))
-            if self.strategy == "confidence":
+            if o.strategy == "confidence":
                 probs = torch.softmax(out.logits.double(), dim=-1)
                 drawn = probs.gather(-1, tokens[..., None])[..., 0]
                 psi = torch.where(reveal, drawn, psi)
             changed = bool(reveal.any()) or bool(remask.any())
             steps_used = step + 1
-            if self.history:
+            if o.history:
                 states.append(z.clone())
                 sigmas.append(sigma)
                 remasks.append(remask)
-        record = self.history and steps_used > 0
+        record = o.history and steps_used > 0
         return RemaskSampleResult(
             tokens=z,
             order=torch.where(keep, torch.full_like(order, -1), order),

@@ -49,21 +49,17 @@ class Polynomial(BaseSchedule):
     class Options(Options):
         p: float = Field(default=2.0, gt=0, description="Exponent p > 0 of α_b(s) = 1 − s^p.")
 
-    def __init__(self, p: float = 2.0) -> None:
-        if not p > 0:
-            raise ValueError(f"polynomial schedule needs p > 0, got {p}")
-        self.p = float(p)
-
     def alpha(self, s: Tensor) -> Tensor:
-        return 1.0 - s**self.p
+        return 1.0 - s**self.options.p
 
     def one_minus_alpha(self, s: Tensor) -> Tensor:
-        return s**self.p
+        return s**self.options.p
 
     def dalpha(self, s: Tensor) -> Tensor:
+        p = self.options.p
         safe = torch.where(s > 0, s, torch.ones_like(s))
         # At s = 0 the derivative is unused: nothing is masked there, so the velocity is 0.
-        return torch.where(s > 0, -self.p * safe ** (self.p - 1.0), torch.zeros_like(s))
+        return torch.where(s > 0, -p * safe ** (p - 1.0), torch.zeros_like(s))
 
 
 @hookimpl

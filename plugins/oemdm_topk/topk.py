@@ -19,12 +19,14 @@ among them the k with the highest scores are un-masked, each taking a token draw
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Options, Scorer
-from oemdm_core.interfaces.draws import check_common, sample_tokens
+from oemdm_core import Scorer
+from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
 from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -54,51 +56,44 @@ class TopKSampler(SegmentSampler):
 
     name = "topk"
 
-    class Options(Options):
+    class Options(DrawOptions):
         steps: int = Field(default=64, ge=1, description="Number of reverse steps T.")
         scorer: str = Field(
             default="plackett-luce",
             description="Registry name of the scorer that ranks masked positions.",
         )
-        temperature: float = Field(
-            default=1.0, ge=0.0, description="Softmax temperature (0 = argmax)."
-        )
-        top_p: float = Field(
-            default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass in (0, 1]."
-        )
 
     def __init__(
         self,
-        steps: int = 64,
-        scorer: str | Scorer = "plackett-luce",
-        temperature: float = 1.0,
-        top_p: float = 1.0,
+        scorer: str | Scorer | None = None,
         registry: Registry | None = None,
+        **options: Any,
     ) -> None:
-        """`scorer`: a built `Scorer`, or the registry name of one, built from `registry`."""
-        check_common(steps, top_p, temperature)
-        if isinstance(scorer, str):
-            scorer = resolve_registry(registry).build("scorer", scorer)  # unknown: lists names
-        if not isinstance(scorer, Scorer):
+        """`scorer`: a built `Scorer` (used as it is; the option records its name), or the
+        registry name of one (None: the option's default), built from `registry`."""
+        if isinstance(scorer, Scorer):
+            super().__init__(scorer=scorer.name, **options)
+            self.scorer_impl = scorer
+            return
+        if scorer is not None and not isinstance(scorer, str):
             raise TypeError(f"scorer must be a registry name or a Scorer, got {scorer!r}")
-        self.steps, self.temperature, self.top_p = int(steps), temperature, top_p
-        self.scorer_impl = scorer
-        self.scorer = scorer.name
+        super().__init__(**options, **({} if scorer is None else {"scorer": scorer}))
+        # An unknown name raises, listing the registered scorers.
+        self.scorer_impl = resolve_registry(registry).build("scorer", self.options.scorer)
 
     @classmethod
     def from_options(cls, options, registry=None):
-        sampler = cls(**options.model_dump(), registry=registry)
-        sampler.options = options
-        return sampler
+        return cls(registry=registry, **dict(options))
 
     @torch.no_grad()
     def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
         """T steps from `segment.t_start` to `segment.t_end` (the ancestral grid), exactly
         k_step positions per step."""
+        o = self.options
         z = segment.tokens.clone()
         order = torch.full_like(z, -1)
         nfe, steps_used = 0, 0
-        for step in time_grid(segment, self.steps):
+        for step in time_grid(segment, o.steps):
             masked = z == segment.mask_id
             if not bool(masked.any()):
                 break
@@ -110,7 +105,7 @@ class TopKSampler(SegmentSampler):
             counts = step_counts(prob, eligible, step.last)
             scores = self.scorer_impl.score(out.logits, reverse.velocity(step.t), generator)
             reveal = top_k_mask(scores, eligible, counts)
-            tokens = sample_tokens(out.logits, generator, self.temperature, self.top_p)
+            tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, step.index, order)
             steps_used = step.index + 1

@@ -1,29 +1,39 @@
 """Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention.
 
 Causal and block-causal transformers also offer an exact key/value cache for samplers
-(`new_cache`, `forward(..., cache=...)`, `extend`); see `KVCache`.
+(`new_cache`, `forward(..., cache=...)`); see `oemdm_transformer.cache.KVCache`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, Options
 from oemdm_transformer import flex
+from oemdm_transformer.cache import KVCache, cache_mask
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2},  # tests
     "small": {"d_model": 256, "n_layers": 4, "n_heads": 4},  # CPU benchmarks
     "base": {"d_model": 768, "n_layers": 12, "n_heads": 12},  # MDLM / BD3-LM "small" size
 }
+
+
+def resolved_size(options: Transformer.Options) -> tuple[int, int, int]:
+    """(d_model, n_layers, n_heads): the preset's, each overridden where the option is set."""
+    size = PRESETS[options.preset]
+    return (
+        options.d_model or size["d_model"],
+        options.n_layers or size["n_layers"],
+        options.n_heads or size["n_heads"],
+    )
 
 
 def rope_tables(length: int, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
@@ -44,69 +54,6 @@ def block_causal_mask(length: int, block_size: int, device: torch.device | None 
     """Boolean `[L, L]` mask, True where query i may attend to key j: block(j) ≤ block(i)."""
     block = torch.arange(length, device=device) // block_size
     return block[:, None] >= block[None, :]
-
-
-@dataclass
-class KVCache:
-    """Keys and values of the first `length` positions of a batch, for every layer.
-
-    Built by `Transformer.new_cache`; filled by `Transformer.forward(..., cache=...)`.
-
-    keys, values: one `[B, H, capacity, Dh]` buffer per layer; only `[:, :, :length]` is valid.
-    length: number of cached positions; the next call's tokens sit at positions
-        `length, length + 1, …`.
-    last_token: causal attention only: `[B]` ids of the token at position `length − 1`, or
-        None while the cache is empty. Keys at position p read tokens < p, so this token is
-        not yet part of any key and may be replaced after the call that produced the logits at
-        position `length − 1` (`set_last_token`): that is how an AR sampler makes one network
-        call per token.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    length: int = 0
-    last_token: Tensor | None = None
-    attention: str = "causal"
-    block_size: int = 1
-    capacity: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.capacity = self.keys[0].shape[2] if self.keys else 0
-
-    @property
-    def batch_size(self) -> int:
-        return self.keys[0].shape[0]
-
-    def set_last_token(self, tokens: Tensor) -> None:
-        """Causal attention: set the token at position `length − 1` (`[B]` ids), which no
-        cached key has read yet."""
-        if self.attention != "causal":
-            raise ValueError(
-                f"set_last_token is only meaningful for causal attention, not {self.attention!r}"
-            )
-        if self.length == 0:
-            raise ValueError("the cache is empty: there is no last position to set")
-        if tokens.shape != (self.batch_size,):
-            raise ValueError(
-                f"last token must have shape [{self.batch_size}], got {tuple(tokens.shape)}"
-            )
-        self.last_token = tokens.to(torch.long)
-
-
-def cache_mask(
-    attention: str, block_size: int, start: int, count: int, device: torch.device
-) -> Tensor | None:
-    """Boolean `[count, start + count]` mask (True = may attend) of new positions
-    `start … start+count−1` over every key up to them; None when all keys are visible."""
-    query = torch.arange(start, start + count, device=device)
-    key = torch.arange(start + count, device=device)
-    if attention == "causal":
-        return None if count == 1 else key[None, :] <= query[:, None]
-    if attention == "block_causal":
-        if (start + count - 1) // block_size == start // block_size and start % block_size == 0:
-            return None  # one (partial) block starting at a boundary sees every key
-        return key[None, :] // block_size <= query[:, None] // block_size
-    return None
 
 
 class Attention(nn.Module):
@@ -220,58 +167,42 @@ class Transformer(Backbone):
         )
         dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout rate in training.")
 
-    def __init__(
-        self,
-        preset: str = "small",
-        vocab_size: int = 256,
-        max_length: int = 1024,
-        d_model: int | None = None,
-        n_layers: int | None = None,
-        n_heads: int | None = None,
-        mlp_ratio: int = 4,
-        attention: str = "bidirectional",
-        block_size: int = 1,
-        time_conditioning: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-        size = PRESETS[preset]
-        self.preset, self.mlp_ratio, self.dropout = preset, mlp_ratio, dropout
-        self.d_model = d_model or size["d_model"]
-        self.n_layers = n_layers or size["n_layers"]
-        self.n_heads = n_heads or size["n_heads"]
-        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"d_model {self.d_model} must split into {self.n_heads} heads of even size"
-            )
-        if attention not in ("bidirectional", "causal", "block_causal"):
-            raise ValueError(
-                f"attention must be bidirectional, causal or block_causal, got {attention!r}"
-            )
-        self.vocab_size, self.max_length = vocab_size, max_length
-        self.hidden_size = self.d_model
-        self.attention, self.block_size = attention, block_size
-        self.time_conditioning = self.uses_time = time_conditioning
+        @model_validator(mode="after")
+        def _heads_of_even_size(self) -> Transformer.Options:
+            d_model, _, n_heads = resolved_size(self)
+            if d_model % n_heads or (d_model // n_heads) % 2:
+                raise ValueError(f"d_model {d_model} must split into {n_heads} heads of even size")
+            return self
 
-        self.embed = nn.Embedding(vocab_size + 1, self.d_model)  # + the mask token
-        if attention == "causal":
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        self.d_model, self.n_layers, self.n_heads = resolved_size(o)
+        # The declared sizes and capabilities (see `Backbone`).
+        self.vocab_size, self.max_length = o.vocab_size, o.max_length
+        self.hidden_size = self.d_model
+        self.attention, self.uses_time = o.attention, o.time_conditioning
+        self.block_size = o.block_size if o.attention == "block_causal" else None
+        # A bidirectional transformer's earlier keys change whenever a later token changes.
+        self.supports_kv_cache = o.attention in ("causal", "block_causal")
+
+        self.embed = nn.Embedding(o.vocab_size + 1, self.d_model)  # + the mask token
+        if o.attention == "causal":
             # Initialised like the embeddings: an all-zero input row makes the first
             # LayerNorm's gradient ~1/sqrt(eps) (grad norm 1.6e11 at init, preset small).
             self.bos = nn.Parameter(torch.empty(self.d_model).normal_(std=0.02))
-        if time_conditioning:
+        if o.time_conditioning:
             self.time_mlp = nn.Sequential(
                 nn.Linear(self.d_model, self.d_model),
                 nn.SiLU(),
                 nn.Linear(self.d_model, self.d_model),
             )
         self.blocks = nn.ModuleList(
-            Block(self.d_model, self.n_heads, mlp_ratio, dropout) for _ in range(self.n_layers)
+            Block(self.d_model, self.n_heads, o.mlp_ratio, o.dropout) for _ in range(self.n_layers)
         )
         self.norm = nn.LayerNorm(self.d_model)
-        self.head = nn.Linear(self.d_model, vocab_size, bias=False)
-        cos, sin = rope_tables(max_length, self.d_model // self.n_heads)
+        self.head = nn.Linear(self.d_model, o.vocab_size, bias=False)
+        cos, sin = rope_tables(o.max_length, self.d_model // self.n_heads)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -284,12 +215,6 @@ class Transformer(Backbone):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
-
-    @property
-    def supports_kv_cache(self) -> bool:
-        """True when `new_cache` works: causal or block-causal attention (a bidirectional
-        transformer's earlier keys change whenever a later token changes)."""
-        return self.attention in ("causal", "block_causal")
 
     def new_cache(self, batch_size: int, capacity: int | None = None) -> KVCache:
         """An empty `KVCache` for `batch_size` sequences of up to `capacity` positions
@@ -313,12 +238,6 @@ class Transformer(Backbone):
             attention=self.attention,
             block_size=self.block_size,
         )
-
-    def extend(
-        self, tokens: Tensor, cache: KVCache, t: Tensor | None = None, commit: int | None = None
-    ) -> DenoiserOutput:
-        """Same as `forward(tokens, t, cache=cache, commit=commit)`."""
-        return self(tokens, t, cache=cache, commit=commit)
 
     def forward(
         self,
@@ -370,7 +289,7 @@ class Transformer(Backbone):
         return DenoiserOutput(logits=self.head(hidden), hidden=hidden)
 
     def _add_time(self, h: Tensor, t: Tensor | None) -> Tensor:
-        if not self.time_conditioning:
+        if not self.uses_time:
             return h
         if t is None:
             raise ValueError("this transformer is time-conditioned: pass t of shape [B]")

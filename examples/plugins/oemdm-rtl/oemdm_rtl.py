@@ -17,15 +17,12 @@ class RightToLeft(Order):
             default=1, ge=1, description="Positions per block (1: one at a time)."
         )
 
-    def __init__(self, block_size: int = 1) -> None:
-        super().__init__()
-        self.block_size = block_size
-
     def check_length(self, length: int) -> None:
-        block_windows(length, self.block_size)  # raises ValueError if block_size does not divide
+        # block_windows raises ValueError if block_size does not divide the length.
+        block_windows(length, self.options.block_size)
 
     def forward_schedule(self, x, base, features=None):
-        lo, hi = block_windows(x.shape[1], self.block_size)  # [L] each, block 0 first
+        lo, hi = block_windows(x.shape[1], self.options.block_size)  # [L] each, block 0 first
         return WindowedSchedule(base, lo.flip(0).to(x.device), hi.flip(0).to(x.device))
 
 
