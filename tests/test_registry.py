@@ -190,3 +190,41 @@ def test_builtins_come_from_the_oemdm_distribution(monkeypatch):
         assert entry.distribution is not None and entry.distribution.split()[0] == "oemdm"
         assert entry.cls.__module__.split(".")[0].startswith("oemdm_")
     assert {"ar", "block", "mdm"} <= set(reg.available("order"))
+
+
+def test_an_old_style_component_built_by_the_registry_records_its_options():
+    """A plugin written before options were defined once: named options in `__init__`,
+    `super().__init__()` without them. Built through the registry (configs, checkpoints),
+    it must save the options it was built with, not the defaults."""
+    import torch
+    from pydantic import Field
+
+    from oemdm_core import Options, Order, Registry, WindowedSchedule, block_windows, hookimpl
+
+    class OldStyle(Order):
+        name = "old-style"
+
+        class Options(Options):
+            block_size: int = Field(default=1, ge=1, description="Positions per block.")
+
+        def __init__(self, block_size: int = 1) -> None:
+            super().__init__()
+            self.block_size = block_size
+
+        def forward_schedule(self, x, base, features=None):
+            lo, hi = block_windows(x.shape[1], self.block_size)
+            return WindowedSchedule(base, lo, hi)
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_orders(register):
+            register(OldStyle)
+
+    reg = Registry(entry_points=False)
+    reg.register_plugin(Plugin, name="old")
+    order = reg.build("order", "old-style", block_size=4)
+    assert order.block_size == 4 and order.get_options() == {"block_size": 4}
+    assert torch.equal(
+        order.forward_schedule(torch.zeros(1, 8).long(), None).lo, block_windows(8, 4)[0]
+    )

@@ -76,8 +76,15 @@ class Component:
         """Build from validated options. `registry` is the one building this component:
         a component that holds others (by registry name in its options) builds them from
         it. Default: `cls(**options)` (valid options pass validation again unchanged); the
-        registry is not needed."""
-        return cls(**dict(options))
+        registry is not needed.
+
+        The options are recorded on the built object afterwards, so that a component
+        written before options were defined once (an `__init__` with named options that
+        calls `super().__init__()` without them) still saves the options it was built with
+        rather than the defaults."""
+        component = cls(**dict(options))
+        component.options = options
+        return component
 
     def get_options(self) -> dict[str, Any]:
         """The options this component was built with (for configs and checkpoints)."""
