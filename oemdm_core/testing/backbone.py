@@ -44,13 +44,18 @@ def check_backbone(
     step = block if attention == "block_causal" else 1  # cached commits end on blocks
     if length is None:
         length = min(step * max(2, -(-8 // step)), backbone.max_length // step * step)
-    if length < 1 or length % step:
-        raise ValueError(f"length must be a positive multiple of {step}, got {length}")
+    if length < 1 or length % step or batch < 2:
+        raise ValueError(
+            f"check_backbone needs batch >= 2 and a length that is a positive multiple of "
+            f"{step}; got batch {batch}, length {length}"
+        )
     gen = torch.Generator().manual_seed(seed)
     x = torch.randint(0, backbone.vocab_size + 1, (batch, length), generator=gen)
     x[:, ::3] = backbone.vocab_size  # the mask id, surely present
     y = torch.randint(0, backbone.vocab_size + 1, (batch, length), generator=gen)
     t = torch.rand(batch, generator=gen)
+    device = next(backbone.parameters(), torch.empty(0)).device
+    x, y, t = x.to(device), y.to(device), t.to(device)
     training = backbone.training
     backbone.eval()
     try:
@@ -108,14 +113,14 @@ def _check_outputs(who: str, backbone: Backbone, x: Tensor, t: Tensor) -> Denois
         "a second call gives the same logits",
         "the same tokens and t",
         plain.logits,
-        _logits(backbone, who, x, t),
+        _logits(who, backbone, x, t),
     )
     row = _forward(who, backbone, "forward(one row)", x[1:2], t[1:2])
     _same(who, "rows are independent", "row 1 alone vs in the batch", row.logits, plain.logits[1:2])
     return plain
 
 
-def _logits(backbone: Backbone, who: str, x: Tensor, t) -> Tensor:
+def _logits(who: str, backbone: Backbone, x: Tensor, t) -> Tensor:
     return _forward(who, backbone, "forward(tokens, t)", x, t).logits
 
 
@@ -130,11 +135,10 @@ def _check_attention(who, backbone: Backbone, x, t, plain: DenoiserOutput, gen) 
         return
     for start in starts:
         other = x.clone()
-        other[:, start:] = (x[:, start:] + 1 + torch.randint(0, vocab, (1,), generator=gen)) % (
-            vocab + 1
-        )
+        shift = 1 + int(torch.randint(0, vocab, (1,), generator=gen))  # in [1, V]: a change
+        other[:, start:] = (x[:, start:] + shift) % (vocab + 1)
         seen = start + 1 if backbone.attention == "causal" else start
-        got = _logits(backbone, who, other, t)[:, :seen]
+        got = _logits(who, backbone, other, t)[:, :seen]
         _same(who, prop, f"tokens from {start} on changed", got, plain.logits[:, :seen])
 
 
@@ -146,7 +150,7 @@ def _check_time_free(who, backbone: Backbone, x, t, plain: DenoiserOutput) -> No
         ("t None", None),
     ):
         _same(
-            who, prop, f"{name} vs t = {t.tolist()}", _logits(backbone, who, x, other), plain.logits
+            who, prop, f"{name} vs t = {t.tolist()}", _logits(who, backbone, x, other), plain.logits
         )
 
 
@@ -173,14 +177,14 @@ def _check_cache(who, backbone: Backbone, x: Tensor, y: Tensor, t: Tensor) -> No
             continue
         where = f"positions {lo}…{hi - 1} after {lo} cached"
         got = cached(x[:, lo:hi], cache, where=where)
-        _same(who, prop, where, got, _logits(backbone, who, x[:, :hi], t)[:, lo:])
+        _same(who, prop, where, got, _logits(who, backbone, x[:, :hi], t)[:, lo:])
         if cache.length != hi:
             fail(who, "a cached call commits its tokens", where, f"cache.length {cache.length}")
     # A partial commit fused with a read of the rest, then a read-only call (commit=0).
     cache = new_cache()
     cached(x[:, :first], cache, where=f"positions 0…{first - 1}")
     state = torch.cat([x[:, :second], y[:, second:]], dim=1)
-    expected = _logits(backbone, who, state, t)
+    expected = _logits(who, backbone, state, t)
     where = f"positions {first}…{length - 1}, commit {second - first}"
     _same(
         who,
@@ -204,8 +208,8 @@ def _check_cache(who, backbone: Backbone, x: Tensor, y: Tensor, t: Tensor) -> No
                 who, "commit=0 reads only", where, f"cache.length {cache.length}, expected {second}"
             )
     if backbone.attention == "causal":  # the AR pattern: a placeholder, then the real token
-        cache, full = new_cache(), _logits(backbone, who, x, t)
-        placeholder = torch.full((batch, 1), backbone.vocab_size)
+        cache, full = new_cache(), _logits(who, backbone, x, t)
+        placeholder = torch.full_like(x[:, :1], backbone.vocab_size)
         for p in range(length):
             where = f"one call per token with set_last_token, position {p}"
             _same(who, prop, where, cached(placeholder, cache, where=where)[:, 0], full[:, p])
@@ -214,13 +218,13 @@ def _check_cache(who, backbone: Backbone, x: Tensor, y: Tensor, t: Tensor) -> No
 
 def _check_structured(who, backbone: Backbone, x: Tensor, y: Tensor, t, plain) -> None:
     length = x.shape[1]
-    positions = torch.arange(length)
+    positions = torch.arange(length, device=x.device)
     prop = "accepts_structured_input: attn_mask / position_ids reproduce the plain output"
     got = _forward(who, backbone, "forward(position_ids=)", x, t, position_ids=positions).logits
     _same(who, prop, "position_ids 0…L−1", got, plain.logits)
     if backbone.attention == "causal":  # the causal input shift makes the 2L layout differ
         return
-    own = torch.ones(length, length, dtype=torch.bool)
+    own = torch.ones(length, length, dtype=torch.bool, device=x.device)
     if backbone.attention == "block_causal":
         block = positions // backbone.block_size
         own = block[None, :] <= block[:, None]
@@ -244,7 +248,7 @@ def _check_structured(who, backbone: Backbone, x: Tensor, y: Tensor, t, plain) -
         prop,
         "two streams [x ; y], second half",
         stream[:, length:],
-        _logits(backbone, who, y, t),
+        _logits(who, backbone, y, t),
     )
 
 

@@ -101,12 +101,9 @@ class ReferenceBackbone(Backbone):
                 f"block_size must be set exactly for block_causal attention, got "
                 f"{o.block_size!r} with {o.attention!r}"
             )
-        self.vocab_size, self.max_length, self.attention = o.vocab_size, o.max_length, o.attention
-        self.block_size, self.uses_time, self.exposes_hidden = (
-            o.block_size,
-            o.uses_time,
-            o.exposes_hidden,
-        )
+        self.vocab_size, self.max_length = o.vocab_size, o.max_length
+        self.attention, self.block_size = o.attention, o.block_size
+        self.uses_time, self.exposes_hidden = o.uses_time, o.exposes_hidden
         self.hidden_size = o.width if o.exposes_hidden else 0
         self.supports_kv_cache = o.kv_cache and o.attention != "bidirectional"
         gen = torch.Generator().manual_seed(o.seed)
