@@ -1,14 +1,19 @@
-"""`oemdm plugins`: components per kind, supplying plugin and distribution, disabled plugins."""
+"""`oemdm plugins`: components per kind, supplying plugin and distribution, disabled plugins;
+`oemdm check-plugin`: the conformance kits on a plugin's components."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
+import torch
+from pydantic import Field
 
-from oemdm_core import KINDS
+from oemdm_core import KINDS, BaseSchedule, Options, Registry, Sampler, SampleResult, hookimpl
 from oemdm_core.cli.main import main
 from oemdm_core.plugin.registry import DISABLE_ENV
+from oemdm_core.testing import ReferenceBackbone
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +88,127 @@ def test_every_kind_is_a_valid_filter(capsys):
     for kind in KINDS:
         data = run_json(capsys, "--kind", kind)
         assert all(c["kind"] == kind for c in data["components"])
+
+
+# -- oemdm check-plugin --------------------------------------------------------------------------
+def test_check_plugin_passes_builtin_components(capsys):
+    assert main(["check-plugin", "schedules"]) == 0
+    out = capsys.readouterr().out
+    for name in ("linear", "cosine", "polynomial"):
+        assert f"schedule  {name}" in out
+    assert "3 passed, 0 failed" in out
+    assert main(["check-plugin", "order:block"]) == 0
+    assert "check_order (schedule linear)" in capsys.readouterr().out
+    assert main(["check-plugin", "sampler:ar"]) == 0
+    assert "sampler  ar    check_sampler pass" in capsys.readouterr().out
+    assert main(["check-plugin", "backbone:transformer"]) == 0
+    assert "backbone  transformer  check_backbone pass" in capsys.readouterr().out
+
+
+def test_check_plugin_lists_kinds_without_a_kit_as_skipped(capsys):
+    assert main(["check-plugin", "scorer:random"]) == 0
+    assert "skipped (no checks for scorers)" in capsys.readouterr().out
+    assert main(["check-plugin", "estimators"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split()[:3] for line in out.splitlines()[1:] if line.startswith("estimator")]
+    assert ["estimator", "block-vectorized", "-"] in rows and "0 passed, 0 failed" in out
+
+
+def swap_registry(monkeypatch, registry: Registry) -> None:
+    """The command reads the process-wide registry: swap in `registry`."""
+    monkeypatch.setattr(sys.modules["oemdm_core.plugin.registry"], "registry", registry)
+
+
+def test_check_plugin_builds_orders_without_the_transformer(monkeypatch, capsys):
+    monkeypatch.setenv(DISABLE_ENV, "transformer")
+    registry = Registry()
+    assert registry.available("backbone") == []
+    swap_registry(monkeypatch, registry)
+    assert main(["check-plugin", "order:lomdm"]) == 0  # reads backbone features
+    assert main(["check-plugin", "sampler:block"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+
+
+class NotMaskedAtOne(BaseSchedule):
+    """α_b(1) = 0.1: never fully masked."""
+
+    name = "not_masked_at_one"
+
+    def alpha(self, s):
+        return 1.0 - 0.9 * s
+
+    def dalpha(self, s):
+        return torch.full_like(s, -0.9)
+
+
+class KeepsNothing(Sampler):
+    """Overwrites the positions the caller fixed."""
+
+    name = "keeps_nothing"
+
+    class Options(Options):
+        temperature: float = Field(default=1.0, ge=0.0, description="Unused.")
+
+    def __init__(self, **options) -> None:
+        self.options = self.validate_options(**options)
+
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+        length = model.length if length is None else length
+        tokens = torch.zeros(num_samples, length, dtype=torch.long)
+        order = torch.arange(length).expand(num_samples, -1).clone()
+        return SampleResult(tokens=tokens, order=order, nfe=length)
+
+
+class LeakyCausal(ReferenceBackbone):
+    """Declares causal attention but reads the whole sequence."""
+
+    name = "leaky_causal"
+
+    class Options(ReferenceBackbone.Options):
+        attention: str = Field(default="causal", description="Declared: causal.")
+
+    def own_mask(self, n):
+        return torch.ones(n, n, dtype=torch.bool)
+
+
+class BrokenPlugin:
+    """A plugin registered by hand that supplies a bad schedule, sampler and backbone."""
+
+    @staticmethod
+    @hookimpl
+    def register_schedules(register):
+        register(NotMaskedAtOne)
+
+    @staticmethod
+    @hookimpl
+    def register_samplers(register):
+        register(KeepsNothing)
+
+    @staticmethod
+    @hookimpl
+    def register_backbones(register):
+        register(LeakyCausal)
+
+
+def test_check_plugin_fails_on_a_broken_plugin(monkeypatch, capsys):
+    fresh = Registry()
+    fresh.register_plugin(BrokenPlugin(), name="broken_plugin")
+    swap_registry(monkeypatch, fresh)
+    assert main(["check-plugin", "broken_plugin"]) == 1
+    out = capsys.readouterr().out
+    assert "0 passed, 3 failed" in out
+    lines = {line.split()[1]: line for line in out.splitlines()[1:4]}
+    assert (
+        "FAIL: schedule 'not_masked_at_one' (NotMaskedAtOne): alpha(1) = 0 fails at s=1"
+        in (lines["not_masked_at_one"])
+    )
+    assert "fixed positions are kept fails" in lines["keeps_nothing"]
+    assert "causal: logits at i do not read tokens ≥ i fails" in lines["leaky_causal"]
+
+
+def test_check_plugin_unknown_name_lists_plugins(capsys):
+    assert main(["check-plugin", "schedulez"]) == 2
+    err = capsys.readouterr().err
+    assert "schedulez" in err and "did you mean 'schedules'" in err
+    assert main(["check-plugin", "order:blok"]) == 2
+    assert "did you mean 'block'" in capsys.readouterr().err

@@ -11,10 +11,13 @@ from conftest import tiny_model
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_samplers.first_hitting import reveal_times
 
-from oemdm_core import ConfigError, DenoiserOutput, PositionSchedule, registry
-from oemdm_core.interfaces.segment import Segment
+from oemdm_core import ATTENTION_MODES, ConfigError, DenoiserOutput, PositionSchedule, registry
+from oemdm_core.interfaces.segment import Segment, SegmentSampler
+from oemdm_core.testing import check_sampler, reference_models
 
 BLOCK2 = {"name": "block", "block_size": 2}
+SAMPLERS = registry.available("sampler")
+SEGMENT_SAMPLERS = [n for n in SAMPLERS if issubclass(registry.get("sampler", n), SegmentSampler)]
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -220,18 +223,18 @@ def test_cached_ancestral_one_call_per_distinct_state():
 
 
 # -- ar --------------------------------------------------------------------------------
-def test_ar_cached_equals_uncached_and_keeps_fixed_positions():
+def test_ar_passes_the_kit_on_the_transformer_cache():
+    """The kit's reference backbone recomputes; the transformer's real KV cache too."""
+    models = [("transformer causal", ar_model()), ("time", ar_model(time_conditioning=True))]
+    check_sampler(registry.build("sampler", "ar"), models=models)
+
+
+def test_ar_one_call_per_generated_position_in_order():
     model = ar_model()
     fixed = torch.tensor([3, 1, -1, -1, 2, -1, -1, -1])
-    runs = [
-        registry.build("sampler", "ar", cache=c).sample(model, 4, generator=gen(), fixed=fixed)
-        for c in (True, False)
-    ]
-    assert torch.equal(runs[0].tokens, runs[1].tokens)
-    assert runs[0].nfe == runs[1].nfe == 5
-    assert (runs[0].tokens[:, [0, 1, 4]] == torch.tensor([3, 1, 2])).all()
-    assert (runs[0].order[:, [0, 1, 4]] == -1).all()
-    assert (runs[0].order[:, [2, 3, 5, 6, 7]] == torch.arange(5)).all()
+    result = registry.build("sampler", "ar").sample(model, 4, generator=gen(), fixed=fixed)
+    assert result.nfe == 5
+    assert (result.order[:, [2, 3, 5, 6, 7]] == torch.arange(5)).all()
 
 
 def test_ar_temperature_zero_and_tiny_top_p_are_greedy():
@@ -250,24 +253,19 @@ def test_ar_sampler_errors_name_order_and_backbone():
 
 
 # -- block -----------------------------------------------------------------------------
-@pytest.mark.parametrize("inner", ["ancestral", "first-hitting"])
-@pytest.mark.parametrize("attention", ["block_causal", "causal"])
-def test_block_cached_equals_uncached(inner, attention):
-    model = block_model(attention)
-    fixed = torch.tensor([1, 2, 3, -1])
-    runs = [
-        registry.build("sampler", "block", inner=inner, steps=3, cache=c).sample(
-            model, 3, generator=gen(), fixed=fixed
-        )
-        for c in (True, False)
-    ]
-    assert torch.equal(runs[0].tokens, runs[1].tokens)
-    assert torch.equal(runs[0].order, runs[1].order)
-    assert runs[0].nfe == runs[1].nfe
-    assert (runs[0].tokens[:, :3] == torch.tensor([1, 2, 3])).all()
-    assert (runs[0].order[:, :3] == -1).all() and (runs[0].order[:, 3:] >= 0).all()
-    if inner == "first-hitting":
-        assert runs[0].nfe == 5
+@pytest.mark.parametrize("inner", SEGMENT_SAMPLERS)
+def test_block_passes_the_kit_with_every_inner_rule_on_the_transformer_cache(inner):
+    """Cached (causal, block-causal) and uncached (bidirectional) blocks on the transformer,
+    whose KV cache the kit's reference backbone does not exercise."""
+    models = [(attention, block_model(attention)) for attention in ATTENTION_MODES]
+    check_sampler(registry.build("sampler", "block", inner=inner, steps=3), models=models)
+
+
+def test_block_first_hitting_one_call_per_generated_position():
+    sampler = registry.build("sampler", "block", inner="first-hitting")
+    result = sampler.sample(block_model(), 3, generator=gen(), fixed=torch.tensor([1, 2, 3, -1]))
+    assert result.nfe == 5
+    assert (result.order[:, :3] == -1).all() and (result.order[:, 3:] >= 0).all()
 
 
 def test_block_sampler_uncached_bidirectional():
@@ -306,26 +304,32 @@ def test_block_sampler_errors():
 
 
 # -- common validation -----------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "remdm", "ar", "block"])
+@pytest.mark.parametrize("name", SAMPLERS)
 def test_option_validation(name):
-    with pytest.raises(ConfigError, match="top_p"):
-        registry.build("sampler", name, top_p=0.0)
-    with pytest.raises(ConfigError, match="top_p"):
-        registry.build("sampler", name, top_p=1.5)
-    if name in ("ancestral", "remdm", "block"):
+    cls = registry.get("sampler", name)
+    fields = cls.Options.model_fields
+    if "top_p" in fields:
+        for bad in (0.0, 1.5):
+            with pytest.raises(ConfigError, match="top_p"):
+                registry.build("sampler", name, top_p=bad)
+    if "steps" in fields:
         with pytest.raises(ConfigError, match="steps"):
             registry.build("sampler", name, steps=0)
-    cls = registry.get("sampler", name)
-    with pytest.raises(ValueError, match="top_p"):
-        cls(top_p=2.0)
+    with pytest.raises(ConfigError, match="no_such_option"):
+        registry.build("sampler", name, no_such_option=1)
 
 
-@pytest.mark.parametrize("name", ["ancestral", "first-hitting", "remdm", "ar", "block"])
-def test_seeded_and_prefix_checks(name):
-    model = ar_model() if name == "ar" else block_model()
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_rejects_a_fixed_longer_than_the_sample(name):
     sampler = registry.build("sampler", name)
-    a, b = (sampler.sample(model, 3, generator=gen(7)) for _ in range(2))
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.order, b.order)
-    assert (a.tokens >= 0).all() and (a.tokens < 5).all()
+    model = next(m for _, m in reference_models() if accepts(sampler, m))
     with pytest.raises(ValueError, match="longer than the sample length"):
         sampler.sample(model, 1, length=4, fixed=torch.zeros(6, dtype=torch.long))
+
+
+def accepts(sampler, model) -> bool:
+    try:
+        sampler.check_model(model, 4)
+    except ValueError:
+        return False
+    return True

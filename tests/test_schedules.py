@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from oemdm_core import WindowedSchedule, block_windows, registry
 from oemdm_core.interfaces.position_schedule import as_time_column
-from oemdm_core.testing.kits import time_pairs, times
+from oemdm_core.testing import time_pairs, times
 
 S = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
 

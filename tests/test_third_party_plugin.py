@@ -29,7 +29,7 @@ from oemdm_core import ConfigError, OeMDM, Registry
 from oemdm_core import registry as global_registry
 from oemdm_core.cli.main import main
 from oemdm_core.plugin.registry import DISABLE_ENV
-from oemdm_core.testing.kits import check_order
+from oemdm_core.testing import check_order
 
 if sys.version_info >= (3, 11):
     import tomllib

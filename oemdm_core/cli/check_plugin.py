@@ -1,18 +1,19 @@
-"""`oemdm check-plugin NAME`: run the conformance kit (`oemdm_core.testing.kits`) on the
+"""`oemdm check-plugin NAME`: run the conformance kits (`oemdm_core.testing`) on the
 components of an installed plugin and print a pass/fail table.
 
 NAME is a plugin (entry-point) name, e.g. `schedules`, or one component as `kind:name`,
 e.g. `order:block`. Exit code 0 when every check passes, 1 when one fails.
 
-Schedules are checked with `check_schedule`. Orders are built into a tiny model (a `tiny`
-transformer over V=3, L=8) with every registered base schedule and checked with
-`check_order`. Other kinds have no conformance checks yet and are listed as skipped.
+Every component is built with its default options. Schedules go through `check_schedule`;
+orders are built into a tiny model of the reference backbone (V=3, L=8) with every
+registered base schedule and go through `check_order`; samplers go through
+`check_sampler` (on the reference models) and backbones through `check_backbone`. Other
+kinds have no kit and are listed as skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,20 +23,17 @@ if TYPE_CHECKING:
     from oemdm_core.plugin.registry import Entry, Registry
 
 NAME = "check-plugin"
-HELP = "Run the conformance kit on an installed plugin's schedules and orders."
+HELP = "Run the conformance kits on an installed plugin's schedules, orders, samplers, backbones."
 
 CHECK_VOCAB, CHECK_LENGTH = 3, 8
+
+Check = tuple[str, Callable[[], None]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "name", help="Plugin (entry-point) name as listed by `oemdm plugins`, or KIND:NAME."
     )
-
-
-def current_registry() -> Registry:
-    """The process-wide registry (looked up at call time, so tests can swap it)."""
-    return importlib.import_module("oemdm_core.plugin.registry").registry
 
 
 def resolve(registry: Registry, target: str) -> list[Entry]:
@@ -55,39 +53,50 @@ def resolve(registry: Registry, target: str) -> list[Entry]:
     )
 
 
-def checks_for(registry: Registry, entry: Entry) -> list[tuple[str, Callable[[], None]]]:
-    """(label, check) pairs for one component; empty for kinds without checks."""
-    from oemdm_core.testing.kits import check_order, check_schedule
+def checks_for(registry: Registry, entry: Entry) -> list[Check]:
+    """(label, check) pairs for one component; empty for kinds without a kit."""
+    from oemdm_core.testing import check_backbone, check_sampler, check_schedule
+
+    def build():
+        return registry.build(entry.kind, entry.name)
 
     if entry.kind == "schedule":
-        return [("check_schedule", lambda: check_schedule(registry.build("schedule", entry.name)))]
-    if entry.kind != "order":
-        return []
+        return [("check_schedule", lambda: check_schedule(build()))]
+    if entry.kind == "sampler":
+        return [("check_sampler", lambda: check_sampler(build(), registry=registry))]
+    if entry.kind == "backbone":
+        return [("check_backbone", lambda: check_backbone(build()))]
+    if entry.kind == "order":
+        return [
+            (f"check_order (schedule {s})", order_check(registry, entry.name, s))
+            for s in registry.available("schedule")
+        ]
+    return []
+
+
+def order_check(registry: Registry, order: str, schedule: str) -> Callable[[], None]:
+    """`check_order` on a model of the reference backbone with `order` and `schedule`."""
+    import torch
+
     from oemdm_core.model.oemdm import OeMDM
+    from oemdm_core.testing import ReferenceBackbone, check_order
 
-    def order_check(schedule: str) -> Callable[[], None]:
-        def run() -> None:
-            model = OeMDM.from_config(
-                {
-                    "vocab_size": CHECK_VOCAB,
-                    "length": CHECK_LENGTH,
-                    "backbone": {"name": "transformer", "preset": "tiny"},
-                    "order": entry.name,
-                    "schedule": schedule,
-                },
-                registry=registry,
-            )
-            check_order(model.order, model=model)
+    def run() -> None:
+        with torch.random.fork_rng(devices=[]):  # learned orders draw their weights
+            torch.manual_seed(0)
+            built = registry.build("order", order)
+        backbone = ReferenceBackbone(vocab_size=CHECK_VOCAB, max_length=CHECK_LENGTH)
+        model = OeMDM(backbone, built, registry.build("schedule", schedule), length=CHECK_LENGTH)
+        check_order(model.order, model=model)
 
-        return run
-
-    return [(f"check_order (schedule {s})", order_check(s)) for s in registry.available("schedule")]
+    return run
 
 
-def run(args: argparse.Namespace) -> int:
-    from oemdm_core.testing.kits import ConformanceError
+def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
+    from oemdm_core.plugin.registry import resolve_registry
+    from oemdm_core.testing import ConformanceError
 
-    registry = current_registry()
+    registry = resolve_registry(registry)
     rows: list[tuple[str, str, str, str]] = []
     failed = 0
     for entry in resolve(registry, args.name):

@@ -1,4 +1,51 @@
-"""Conformance kits for plugin authors."""
+"""Conformance kits for plugin authors: one check per component kind, each raising
+`ConformanceError` naming the component, the property and the input.
 
-from oemdm_core.testing.kits import *  # noqa: F403
-from oemdm_core.testing.kits import __all__  # noqa: F401
+- `check_schedule` (base schedules); `check_order` and `check_position_schedule` (orders);
+- `check_sampler` (samplers, run on models of the reference backbone);
+- `check_backbone` (backbones: shapes and every declared capability);
+- `ReferenceBackbone`, `ReferenceLinear`, `reference_models`: tiny deterministic models;
+- hypothesis strategies: `times`, `time_pairs`, `edge_times`, `lengths`, `vocab_sizes`,
+  `batch_sizes`, `token_batches`.
+"""
+
+from oemdm_core.testing.backbone import check_backbone
+from oemdm_core.testing.common import ConformanceError
+from oemdm_core.testing.order import check_order
+from oemdm_core.testing.reference import (
+    REFERENCE_MODELS,
+    ReferenceBackbone,
+    ReferenceLinear,
+    reference_models,
+)
+from oemdm_core.testing.sampler import check_sampler
+from oemdm_core.testing.schedule import check_position_schedule, check_schedule
+from oemdm_core.testing.strategies import (
+    batch_sizes,
+    edge_times,
+    lengths,
+    time_pairs,
+    times,
+    token_batches,
+    vocab_sizes,
+)
+
+__all__ = [
+    "REFERENCE_MODELS",
+    "ConformanceError",
+    "ReferenceBackbone",
+    "ReferenceLinear",
+    "batch_sizes",
+    "check_backbone",
+    "check_order",
+    "check_position_schedule",
+    "check_sampler",
+    "check_schedule",
+    "edge_times",
+    "lengths",
+    "reference_models",
+    "time_pairs",
+    "times",
+    "token_batches",
+    "vocab_sizes",
+]
