@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
@@ -93,14 +93,18 @@ class ReferenceBackbone(Backbone):
         width: int = Field(default=8, ge=1, description="Hidden width D.")
         seed: int = Field(default=0, description="Seed of the weights.")
 
+        @model_validator(mode="after")
+        def _block_size_with_block_causal(self):
+            if (self.attention == "block_causal") != (self.block_size is not None):
+                raise ValueError(
+                    f"block_size must be set exactly for block_causal attention, got "
+                    f"{self.block_size!r} with {self.attention!r}"
+                )
+            return self
+
     def __init__(self, **options) -> None:
-        super().__init__()
-        o = self.options = self.validate_options(**options)
-        if (o.attention == "block_causal") != (o.block_size is not None):
-            raise ValueError(
-                f"block_size must be set exactly for block_causal attention, got "
-                f"{o.block_size!r} with {o.attention!r}"
-            )
+        super().__init__(**options)
+        o = self.options
         self.vocab_size, self.max_length = o.vocab_size, o.max_length
         self.attention, self.block_size = o.attention, o.block_size
         self.uses_time, self.exposes_hidden = o.uses_time, o.exposes_hidden
