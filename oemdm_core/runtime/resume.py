@@ -21,7 +21,8 @@ from oemdm_core.runtime.checkpoints import (
     load_training_state,
     set_rng_states,
 )
-from oemdm_core.runtime.experiment import ExperimentConfig, config_differences, flatten
+from oemdm_core.runtime.config_dicts import config_differences, flatten
+from oemdm_core.runtime.experiment import ExperimentConfig
 
 
 def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict, dict]:

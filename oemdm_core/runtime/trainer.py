@@ -31,9 +31,10 @@ from torch import Tensor
 from oemdm_core.errors import OeMDMError
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core.runtime.config_dicts import flatten
 from oemdm_core.runtime.data_cache import build_data, shard_indices
 from oemdm_core.runtime.evaluation.likelihood import EvalResult
-from oemdm_core.runtime.experiment import ExperimentConfig, check_components, flatten
+from oemdm_core.runtime.experiment import ExperimentConfig, check_components
 from oemdm_core.runtime.interrupt import Interrupted, StopSignal
 from oemdm_core.runtime.log_window import LogWindow, bits_per_token
 from oemdm_core.runtime.optimizer import lr_factor, make_optimizer, update_ema
