@@ -35,7 +35,8 @@ import torch
 
 from oemdm_core.errors import CheckpointError, CheckpointWriteError
 from oemdm_core.files import atomic_directory, fsync_dir, replace_symlink, write_json
-from oemdm_core.model.oemdm import CONFIG_FILE, OeMDM
+from oemdm_core.model.oemdm import OeMDM
+from oemdm_core.model.pretrained import CONFIG_FILE
 
 MODEL_DIR = "model"
 TOKENIZER_FILE = "tokenizer.json"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from oemdm_core.errors import CheckpointError, ConfigError
-from oemdm_core.model.oemdm import CONFIG_FILE, OeMDM
+from oemdm_core.model.oemdm import OeMDM
+from oemdm_core.model.pretrained import CONFIG_FILE
 from oemdm_core.runtime.checkpoints import (
     EXPERIMENT_FILE,
     MODEL_DIR,
