@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from oemdm_core.errors import ConfigError
 from oemdm_core.files import write_text
 from oemdm_core.model.oemdm import OeMDM
-from oemdm_core.plugin.registry import Registry
+from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.checkpoints import (
     CHECKPOINT_DIR,
     rng_states,
@@ -263,11 +263,11 @@ def check_sampler(cfg: ExperimentConfig, registry: Registry, model: OeMDM) -> No
 
 @torch.no_grad()
 def draw_samples(
-    model: OeMDM, data: Data, cfg: ExperimentConfig, registry: Registry
+    model: OeMDM, data: Data, cfg: ExperimentConfig, registry: Registry | None = None
 ) -> tuple[list[str], Tensor]:
     """`cfg.sampling.num_samples` decoded samples and their generation orders `[N, L]`."""
     spec = cfg.sampling.sampler
-    sampler = registry.build("sampler", spec.name, **spec.options)
+    sampler = resolve_registry(registry).build("sampler", spec.name, **spec.options)
     g = torch.Generator(device=model.device).manual_seed(cfg.sampling.seed)
     result = sampler.sample(model, cfg.sampling.num_samples, generator=g)
     return [data.decode(row.tolist()) for row in result.tokens.cpu()], result.order.cpu()
