@@ -121,11 +121,12 @@ def main() -> None:
     from oemdm_core.cli.eval import load
     from oemdm_core.plugin.registry import registry
     from oemdm_core.runtime.data_cache import eval_batches
+    from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
     from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
     from oemdm_core.runtime.evaluation.judge import HFJudge, OeMDMJudge
     from oemdm_core.runtime.evaluation.likelihood import evaluate
     from oemdm_core.runtime.evaluation.sample_metrics import sample_quality
-    from oemdm_core.runtime.evaluation.zero_shot import parse_data_spec, prepare, zero_shot
+    from oemdm_core.runtime.evaluation.zero_shot import prepare, zero_shot
 
     timings, runs = {}, {}
     for name, order, extra in (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from oemdm_core.cli.train import add_config_arguments
+from oemdm_core.plugin.registry import Registry
 
 NAME = "config"
 HELP = "Show the experiment config (defaults, or a file with --set overrides), with descriptions."
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="Print plain JSON (no descriptions).")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     import json
 
     from oemdm_core.runtime.experiment import (
@@ -33,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     if args.config or args.overrides:
-        from oemdm_core.plugin.registry import registry
-
         check_components(cfg, registry)
     if args.json:
         print(json.dumps(cfg.to_dict(), indent=2))

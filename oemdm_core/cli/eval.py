@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from oemdm_core.cli.args import non_negative_int, positive_int
+from oemdm_core.errors import ConfigError
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 NAME = "eval"
 HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
@@ -103,8 +105,6 @@ def set_reverse_scheduler(model, choice: str) -> None:
     if choice == "learned":
         return
     if not model.order.has_reverse_scheduler:
-        from oemdm_core.errors import ConfigError
-
         raise ConfigError(
             f"--reverse-scheduler off: order '{model.order.name}' has no learned reverse "
             "scheduler to switch off (orders that have one: lomdm); use 'learned'"
@@ -112,7 +112,7 @@ def set_reverse_scheduler(model, choice: str) -> None:
     model.order.reverse_scheduler_enabled = False
 
 
-def load(checkpoint: str, registry, device: str = "cpu"):
+def load(checkpoint: str, registry: Registry | None = None, device: str = "cpu"):
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
     from oemdm_core.runtime.restore import load_checkpoint
 
@@ -129,7 +129,17 @@ def metrics_table(metrics: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def build_scorer(args: argparse.Namespace, registry):
+def check_sample_arguments(args: argparse.Namespace) -> None:
+    """--judge, --sampler and --sampler-set only make sense with --samples."""
+    if args.judge and not args.samples:
+        raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
+    if (args.sampler or args.sampler_options) and not args.samples:
+        raise ValueError(
+            "--sampler and --sampler-set choose the --samples sampler: add --samples N"
+        )
+
+
+def build_scorer(args: argparse.Namespace, registry: Registry | None = None):
     """The exact-order scorer of `args` (None for the NELBO modes), checked before any work."""
     if args.mode != "exact-order":
         if args.scorer is not None:
@@ -139,17 +149,15 @@ def build_scorer(args: argparse.Namespace, registry):
 
     if args.per_step < 1:
         raise ValueError(f"--per-step must be >= 1, got {args.per_step}")
-    scorer = registry.build("scorer", args.scorer or "confidence")
+    scorer = resolve_registry(registry).build("scorer", args.scorer or "confidence")
     check_scorer(scorer)
     return scorer
 
 
-def build_sampler(args: argparse.Namespace, spec, registry):
+def build_sampler(args: argparse.Namespace, spec, registry: Registry | None = None):
     """The `--samples` sampler: `--sampler` (default: the config's `spec`) with the config's
     options if it is the same sampler, then `--sampler-set` options; validated (one line)."""
     import yaml
-
-    from oemdm_core.errors import ConfigError
 
     name = args.sampler or spec.name
     options = dict(spec.options) if name == spec.name else {}
@@ -158,27 +166,13 @@ def build_sampler(args: argparse.Namespace, spec, registry):
             raise ConfigError(f"--sampler-set {item!r}: expected key=value, e.g. steps=256")
         key, value = item.split("=", 1)
         options[key] = yaml.safe_load(value)
-    cls = registry.get("sampler", name)
+    cls = resolve_registry(registry).get("sampler", name)
     return cls.from_options(cls.validate_options(prefix=f"sampler[{name}]", **options))
 
 
-def run(args: argparse.Namespace) -> int:
-    from functools import partial
-
-    from oemdm_core.plugin.registry import registry
-    from oemdm_core.runtime.data_cache import build_data
-    from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
-    from oemdm_core.runtime.evaluation.likelihood import evaluate
-
-    if args.judge and not args.samples:
-        raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
-    if (args.sampler or args.sampler_options) and not args.samples:
-        raise ValueError(
-            "--sampler and --sampler-set choose the --samples sampler: add --samples N"
-        )
-    scorer = build_scorer(args, registry)
-    model, cfg, _, ckpt = load(args.checkpoint, registry, args.device)
-    set_reverse_scheduler(model, args.reverse_scheduler)
+def evaluation_config(args: argparse.Namespace, cfg, max_length: int):
+    """The checkpoint's experiment config with the evaluation options of `args` applied
+    (`--split`, `--mode`, `--num-times`, `--max-sequences`, `--length`)."""
     ev = cfg.evaluation
     updates = {
         "split": args.split or ev.split,
@@ -190,12 +184,30 @@ def run(args: argparse.Namespace) -> int:
     }
     cfg = cfg.model_copy(update={"evaluation": ev.model_copy(update=updates)})
     if args.length is not None:
-        if args.length > model.backbone.max_length:
+        if args.length > max_length:
             raise ValueError(
-                f"--length {args.length} exceeds the model's maximum sequence length "
-                f"{model.backbone.max_length}"
+                f"--length {args.length} exceeds the model's maximum sequence length {max_length}"
             )
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"length": args.length})})
+    return cfg
+
+
+def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
+    from functools import partial
+
+    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+    from oemdm_core.runtime.data_cache import build_data, eval_batches
+    from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
+    from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
+    from oemdm_core.runtime.evaluation.judge import parse_judge
+    from oemdm_core.runtime.evaluation.likelihood import evaluate
+
+    registry = resolve_registry(registry)
+    check_sample_arguments(args)
+    scorer = build_scorer(args, registry)
+    model, cfg, restored, ckpt = load(args.checkpoint, registry, args.device)
+    set_reverse_scheduler(model, args.reverse_scheduler)
+    cfg = evaluation_config(args, cfg, model.backbone.max_length)
     ev = cfg.evaluation
     nelbo = partial(
         evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, steps=args.steps
@@ -206,19 +218,10 @@ def run(args: argparse.Namespace) -> int:
         else partial(evaluate_exact_order, model, scorer=scorer, per_step=args.per_step)
     )
     sampler = build_sampler(args, cfg.sampling.sampler, registry) if args.samples else None
+    specs = [parse_data_spec(spec, registry, ev.split) for spec in args.data or []]
+    judge = parse_judge(args.judge, registry, args.device) if args.judge else None
     if args.data:
-        from oemdm_core.runtime.evaluation.zero_shot import parse_data_spec
-
-        specs = [parse_data_spec(spec, registry, ev.split) for spec in args.data]
-    judge = None
-    if args.judge:
-        from oemdm_core.runtime.evaluation.judge import parse_judge
-
-        judge = parse_judge(args.judge, registry, args.device)
-    if args.data:
-        return run_zero_shot(args, model, cfg, ckpt, specs, score)
-    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
-    from oemdm_core.runtime.data_cache import eval_batches
+        return run_zero_shot(args, model, cfg, ckpt, specs, score, restored.tokenizer)
 
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
     batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
@@ -227,15 +230,14 @@ def run(args: argparse.Namespace) -> int:
         from tqdm.auto import tqdm
 
         shown = tqdm(batches, desc="eval", unit="batch", dynamic_ncols=True, leave=False)
-    result = score(shown)
     metrics: dict[str, object] = {
         "checkpoint": str(ckpt),
         "split": ev.split,
         "order": model.order.name,
         "reverse_scheduler": args.reverse_scheduler,
-        **result.as_dict(),
+        **score(shown).as_dict(),
     }
-    if scorer is not None:
+    if scorer is not None:  # the exact-order likelihood, reported next to the NELBO
         bound = nelbo(batches)
         metrics.update(
             scorer=scorer.name,
@@ -247,36 +249,31 @@ def run(args: argparse.Namespace) -> int:
     if args.samples:
         from oemdm_core.runtime.evaluation.sample_metrics import sample_quality
 
-        metrics.update(
-            sample_quality(
-                model,
-                sampler,
-                args.samples,
-                judge,
-                seed=ev.seed,
-                tokenizer=data.tokenizer,
-                decode=data.decode,
-            )
+        quality = sample_quality(
+            model,
+            sampler,
+            args.samples,
+            judge,
+            seed=ev.seed,
+            tokenizer=data.tokenizer,
+            decode=data.decode,
         )
+        metrics.update(quality)
     print(metrics_table(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
 
 
-def run_zero_shot(args, model, cfg, ckpt, specs, score) -> int:
-    """`--data`: one row per dataset, through the checkpoint's tokenizer."""
-    from oemdm_core.plugin.registry import registry
-    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
-    from oemdm_core.runtime.data_cache import build_data
+def run_zero_shot(args, model, cfg, ckpt, specs, score, tokenizer) -> int:
+    """`--data`: one row per dataset, through the checkpoint's `tokenizer`."""
     from oemdm_core.runtime.evaluation.zero_shot import format_table, prepare, zero_shot
 
     if args.samples:
         raise ValueError("--samples is not used with --data (zero-shot scores data only)")
-    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
     prepared = prepare(
         specs,
-        data.tokenizer,
+        tokenizer,
         model.vocab_size,
         cfg.data.length,
         args.protocol or cfg.data.protocol,

@@ -1,8 +1,9 @@
 """The `oemdm` command line: one module per subcommand under `oemdm_core.cli`.
 
-Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`.
-Command modules import torch (and the registry) inside `run`, so `oemdm --help` and
-argument errors stay fast.
+Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`
+(commands that build components take `registry: Registry | None = None` after `args`; the
+default is the global registry). Command modules import torch inside `run` and the registry
+loads its plugins on first use, so `oemdm --help` and argument errors stay fast.
 
 Errors: every `OeMDMError` / `ValueError` / `FileNotFoundError` is one line and exit code 2;
 any other exception is one line too, plus "(run with --debug for the traceback)", exit 1.
@@ -29,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module_name in COMMANDS:
-        try:
-            module = importlib.import_module(f"oemdm_core.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"oemdm_core.cli.{module_name}":
-                raise
-            continue  # command not implemented in this version
+        module = importlib.import_module(f"oemdm_core.cli.{module_name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.add_argument(

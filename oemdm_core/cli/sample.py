@@ -12,6 +12,7 @@ import sys
 
 from oemdm_core.cli.args import positive_int
 from oemdm_core.cli.eval import add_reverse_scheduler_argument
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 NAME = "sample"
 HELP = "Draw samples from a checkpoint and print them as text."
@@ -65,14 +66,14 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     import torch
     import yaml
 
     from oemdm_core.cli.eval import load, set_reverse_scheduler
     from oemdm_core.errors import ConfigError
-    from oemdm_core.plugin.registry import registry
 
+    registry = resolve_registry(registry)
     model, cfg, data, _ = load(args.checkpoint, registry, args.device)
     set_reverse_scheduler(model, args.reverse_scheduler)
     spec = cfg.sampling.sampler

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from oemdm_core.plugin.registry import Registry
+
 NAME = "train"
 HELP = "Train a model (no arguments: LoMDM on the pydoc corpus, ~5 min on a CPU)."
 
@@ -56,13 +58,13 @@ def resolve_config(args: argparse.Namespace):
     return load_config(args.config, args.overrides, base=base)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     from oemdm_core.runtime.trainer import fit
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue or start over")
     cfg = resolve_config(args)
-    result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
+    result = fit(cfg, registry, resume=args.resume, overwrite=args.overwrite)
     if result.evaluation is not None and int(os.environ.get("RANK", "0")) == 0:
         ev = result.evaluation
         print(

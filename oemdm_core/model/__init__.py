@@ -1,5 +1,6 @@
-"""The model layer: `OeMDM` (components composed into one model, `oemdm`) and its validated
-config (`config`, no torch: the CLI reads configs without importing torch)."""
+"""The model layer: `OeMDM` (components composed into one model, `oemdm`), its validated
+config (`config`, no torch: the CLI reads configs without importing torch) and its saved
+form (`pretrained`: `config.json` next to `model.safetensors`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ComponentSpec", "ModelConfig", "OeMDM
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: `OeMDM` imports torch, so only on first use
-    if name in ("CONFIG_FILE", "WEIGHTS_FILE", "OeMDM"):
-        from oemdm_core.model import oemdm
+    if name in ("CONFIG_FILE", "WEIGHTS_FILE"):
+        from oemdm_core.model import pretrained
 
-        return getattr(oemdm, name)
+        return getattr(pretrained, name)
+    if name == "OeMDM":
+        from oemdm_core.model.oemdm import OeMDM
+
+        return OeMDM
     raise AttributeError(f"module 'oemdm_core.model' has no attribute {name!r}")

@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from oemdm_core.errors import (
-    CheckpointError,
-    ConfigError,
-    MissingPluginError,
-    UnknownComponentError,
-)
-from oemdm_core.files import atomic_directory, write_json
+from oemdm_core.errors import ConfigError
 from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.schedule import BaseSchedule
+from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
+from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
 from oemdm_core.nelbo.monte_carlo import Estimator, MonteCarloEstimator
 from oemdm_core.nelbo.terms import NELBOTerms
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT = "oemdm-model/1"
+# The file names and `load_weights` lived here before `pretrained` (old imports work).
+__all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "OeMDM", "load_weights"]
 
 
 class OeMDM(nn.Module):
@@ -204,11 +198,11 @@ class OeMDM(nn.Module):
 
     # -- configs and checkpoints -------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: ModelConfig | dict[str, Any], registry=None) -> OeMDM:
+    def from_config(
+        cls, cfg: ModelConfig | dict[str, Any], registry: Registry | None = None
+    ) -> OeMDM:
         """Build from a `ModelConfig` or an equivalent dict; see DESIGN section 5."""
-        from oemdm_core.plugin.registry import registry as default_registry
-
-        reg = registry if registry is not None else default_registry
+        reg = resolve_registry(registry)
         cfg = ModelConfig.parse(cfg)
 
         def build(kind: str, spec: ComponentSpec, **extra: Any) -> Any:
@@ -239,7 +233,7 @@ class OeMDM(nn.Module):
         return model
 
     @staticmethod
-    def _auto_estimator(model: OeMDM, reg) -> Estimator:
+    def _auto_estimator(model: OeMDM, reg: Registry) -> Estimator:
         candidates = []
         for entry in reg.entries("estimator"):
             estimator = entry.cls.from_options(entry.cls.validate_options())
@@ -265,116 +259,14 @@ class OeMDM(nn.Module):
             "estimator": spec(self.estimator),
         }
 
-    def save_pretrained(self, path: str | os.PathLike, registry=None) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, registry: Registry | None = None) -> Path:
         """Write `config.json` (components, options, supplying distributions) and
-        `model.safetensors` into directory `path`, atomically."""
-        from oemdm_core.plugin.registry import registry as default_registry
-
-        reg = registry if registry is not None else default_registry
-        provenance = {}
-        for kind, component in (
-            ("backbone", self.backbone),
-            ("order", self.order),
-            ("schedule", self.schedule),
-            ("estimator", self.estimator),
-        ):
-            try:
-                entry = reg.entry(kind, component.name)
-                provenance[kind] = {"plugin": entry.plugin, "distribution": entry.distribution}
-            except UnknownComponentError:
-                provenance[kind] = {"plugin": None, "distribution": None}
-        path = Path(path)
-        with atomic_directory(path) as tmp:
-            write_json(
-                tmp / CONFIG_FILE,
-                {"format": FORMAT, "model": self.config(), "provenance": provenance},
-            )
-            save_model(self, str(tmp / WEIGHTS_FILE))
-        return path
+        `model.safetensors` into directory `path`, atomically (`oemdm_core.model.pretrained`)."""
+        return pretrained.save(self, path, registry)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, registry=None, map_location: str = "cpu"
+        cls, path: str | os.PathLike, registry: Registry | None = None, map_location: str = "cpu"
     ) -> OeMDM:
         """Load a model written by `save_pretrained`."""
-        from oemdm_core.plugin.registry import registry as default_registry
-
-        reg = registry if registry is not None else default_registry
-        path = Path(path)
-        config_file = path / CONFIG_FILE
-        if not config_file.is_file():
-            raise FileNotFoundError(
-                f"no {CONFIG_FILE} in {path}: not a checkpoint written by save_pretrained"
-            )
-        try:
-            data = json.loads(config_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(
-                f"{config_file}: not valid JSON, the file is corrupt or truncated ({exc})"
-            ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-            raise CheckpointError(f"{config_file}: not a model config (no 'model' object)")
-        if data.get("format") != FORMAT:
-            raise ValueError(
-                f"{config_file}: unknown format {data.get('format')!r}, expected {FORMAT!r}"
-            )
-        for kind, info in data.get("provenance", {}).items():
-            name = data["model"][kind]["name"]
-            if name not in reg.available(kind):
-                dist = (info or {}).get("distribution")
-                hint = (
-                    f"install {dist.split()[0]} (it supplied it: {dist})"
-                    if dist
-                    else "install the plugin that provides it"
-                )
-                raise MissingPluginError(
-                    f"checkpoint {path} needs {kind} '{name}', which is not registered; {hint}"
-                )
-        try:
-            model = cls.from_config(data["model"], registry=reg)
-        except ConfigError as exc:
-            raise ConfigError(f"{config_file}: {exc}") from None
-        load_weights(model, path / WEIGHTS_FILE, config_file, map_location)
-        return model
-
-
-def load_weights(model: nn.Module, weights: Path, config_file: Path, device: str) -> None:
-    """Load `model.safetensors` into `model` built from `config_file`; a missing, corrupt or
-    truncated file, or weights whose shapes disagree with the config, raise
-    `CheckpointError` naming the file and the first disagreeing tensor."""
-    from safetensors import SafetensorError, safe_open
-
-    if not weights.is_file():
-        raise CheckpointError(f"missing {weights.name} next to {config_file}")
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
-        ) from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    config = json.loads(config_file.read_text())["model"]
-    for key, shape in shapes.items():
-        if key in expected and expected[key] != shape:
-            raise CheckpointError(
-                f"{weights} does not match {config_file}: {key} has shape {list(shape)} in the "
-                f"weights but {list(expected[key])} in a model built from the config "
-                f"(vocab_size={config.get('vocab_size')}, length={config.get('length')}); was "
-                "config.json edited, or copied from another checkpoint?"
-            )
-    unknown = sorted(set(shapes) - set(expected))
-    if unknown:
-        raise CheckpointError(
-            f"{weights} does not match {config_file}: the weights hold tensors the configured "
-            f"model has not ({', '.join(unknown[:3])}{', …' if len(unknown) > 3 else ''})"
-        )
-    try:
-        load_model(model, str(weights), device=device)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(
-            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
-        ) from None
-    except RuntimeError as exc:  # e.g. tensors missing from the file
-        message = " ".join(str(exc).split())
-        raise CheckpointError(f"{weights} does not match {config_file}: {message[:300]}") from None
+        return pretrained.load(cls, path, registry, map_location)

@@ -35,7 +35,9 @@ import torch
 
 from oemdm_core.errors import CheckpointError, CheckpointWriteError
 from oemdm_core.files import atomic_directory, fsync_dir, replace_symlink, write_json
-from oemdm_core.model.oemdm import CONFIG_FILE, OeMDM
+from oemdm_core.model.oemdm import OeMDM
+from oemdm_core.model.pretrained import CONFIG_FILE
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 MODEL_DIR = "model"
 TOKENIZER_FILE = "tokenizer.json"
@@ -71,7 +73,7 @@ def save_checkpoint(
     tokenizer_record: dict[str, Any],
     experiment: dict[str, Any],
     training_state: dict[str, Any],
-    registry=None,
+    registry: Registry | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (a crash leaves the previous one intact)."""
     with atomic_directory(path) as tmp:
@@ -126,7 +128,7 @@ def save_versioned_checkpoint(
     tokenizer_record: dict[str, Any],
     experiment: dict[str, Any],
     training_state: dict[str, Any],
-    registry=None,
+    registry: Registry | None = None,
     keep: int = 2,
 ) -> Path:
     """Write checkpoint `checkpoints/step-<step>` durably, point `checkpoint` at it, and
@@ -250,9 +252,9 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def build_tokenizer(record: dict[str, Any], registry):
+def build_tokenizer(record: dict[str, Any], registry: Registry | None = None):
     """Rebuild a fitted tokenizer from its `tokenizer.json` record."""
-    cls = registry.get("tokenizer", record["name"])
+    cls = resolve_registry(registry).get("tokenizer", record["name"])
     tokenizer = cls.from_options(cls.validate_options(prefix="data.tokenizer", **record["options"]))
     tokenizer.load_state(record.get("state") or {})
     return tokenizer

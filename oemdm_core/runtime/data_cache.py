@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.data import Dataset, Tokenizer
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 if TYPE_CHECKING:
     from oemdm_core.runtime.experiment import ExperimentConfig
@@ -208,7 +209,7 @@ class Data:
 
 def build_data(
     cfg: ExperimentConfig,
-    registry,
+    registry: Registry | None = None,
     tokenizer_rec: dict | None = None,
     splits: tuple[str, ...] = ("train", "evaluation"),
 ) -> Data:
@@ -216,6 +217,7 @@ def build_data(
     the needed splits (cached) and wrap them in the configured protocol."""
     from oemdm_core.runtime.checkpoints import build_tokenizer
 
+    registry = resolve_registry(registry)
     dataset = registry.build("dataset", cfg.data.dataset.name, **cfg.data.dataset.options)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
     if tokenizer_rec is not None:

@@ -1,8 +1,9 @@
 """The experiment config: data, model components, training, evaluation and sampling.
 
-Loaded from YAML or JSON, then dotted `--set key=value` overrides; every section forbids
-unknown keys and every field has a default and a description (`oemdm config show`).
-Errors are one line per problem, naming the dotted path and what is allowed.
+Loaded from YAML or JSON, then dotted `--set key=value` overrides (the dict work is in
+`oemdm_core.runtime.config_dicts`); every section forbids unknown keys and every field has a
+default and a description (`oemdm config show`). Errors are one line per problem, naming the
+dotted path and what is allowed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,35 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oemdm_core.errors import ConfigError, OeMDMWarning, UnknownComponentError, closest
 from oemdm_core.model.config import ComponentSpec, ModelConfig
+from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.plugin.strict import NoBoolNumbers
+from oemdm_core.runtime.config_dicts import (
+    RESUMABLE_KEYS,
+    apply_override,
+    config_differences,
+    flatten,
+    merge_config,
+    read_config_file,
+)
+
+__all__ = [  # with the dict helpers that lived here before config_dicts (old imports work)
+    "RESUMABLE_KEYS",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ModelSection",
+    "SamplingConfig",
+    "TrainingConfig",
+    "apply_override",
+    "check_components",
+    "config_differences",
+    "describe",
+    "flatten",
+    "format_errors",
+    "load_config",
+    "parse_config",
+    "read_config_file",
+]
 
 
 class Section(NoBoolNumbers):
@@ -190,86 +219,6 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(format_errors(exc)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ConfigError(
-                    f"{self.name}: line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                    f"(first given on line {seen[key] + 1}); keep one of them"
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _unique_json(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ConfigError(f"{path}: duplicate key {key!r}; keep one of them")
-        out[key] = value
-    return out
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON file as a dict (empty file → {})."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_json(path, pairs))
-        else:
-            loader = _UniqueKeyLoader(text)
-            loader.name = str(path)
-            try:
-                data = loader.get_single_data()
-            finally:
-                loader.dispose()
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    return data
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `dotted.key=value` (value parsed as YAML) to the nested dict `data`."""
-    if "=" not in assignment:
-        raise ConfigError(
-            f"--set {assignment!r}: expected dotted.key=value, e.g. training.steps=100"
-        )
-    key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"--set {assignment!r}: empty part in the dotted key {key!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if isinstance(child, str) and i == 1 and parts[0] in ("model", "data", "sampling"):
-            child = {"name": child}  # a component given by name gains options
-        if child is None:
-            child = {}
-        if not isinstance(child, dict):
-            raise ConfigError(
-                f"--set {key}: {'.'.join(parts[: i + 1])} is a value ({child!r}), not a section"
-            )
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -278,45 +227,23 @@ def load_config(
     """Defaults ← `base` or the file at `path` ← overrides, validated."""
     data = ExperimentConfig().to_dict() if base is None else json.loads(json.dumps(base))
     if path is not None:
-        data = _merge(data, read_config_file(path))
+        data = merge_config(data, read_config_file(path))
     for assignment in overrides or []:
         apply_override(data, assignment)
     return parse_config(data)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive merge; a component given in `update` replaces the default one entirely."""
-    out = dict(base)
-    for key, value in update.items():
-        if (
-            isinstance(value, dict)
-            and isinstance(out.get(key), dict)
-            and "name" not in value
-            and "name" not in out[key]
-        ):
-            out[key] = _merge(out[key], value)
-        elif (
-            isinstance(value, dict)
-            and isinstance(out.get(key), dict)
-            and "name" in out[key]
-            and "name" not in value
-        ):
-            out[key] = {**out[key], **value}  # options only: keep the default component
-        else:
-            out[key] = value
-    return out
-
-
-def check_components(cfg: ExperimentConfig, registry) -> None:
+def check_components(cfg: ExperimentConfig, registry: Registry | None = None) -> None:
     """Validate every component's name and options against the registry (errors name the
     dotted path)."""
+    registry = resolve_registry(registry)
     specs = {
-        "data.dataset": ("dataset", cfg.data.dataset, {}),
-        "data.tokenizer": ("tokenizer", cfg.data.tokenizer, {}),
-        "model.backbone": ("backbone", cfg.model.backbone, {}),
-        "model.order": ("order", cfg.model.order, {}),
-        "model.schedule": ("schedule", cfg.model.schedule, {}),
-        "sampling.sampler": ("sampler", cfg.sampling.sampler, {}),
+        "data.dataset": ("dataset", cfg.data.dataset),
+        "data.tokenizer": ("tokenizer", cfg.data.tokenizer),
+        "model.backbone": ("backbone", cfg.model.backbone),
+        "model.order": ("order", cfg.model.order),
+        "model.schedule": ("schedule", cfg.model.schedule),
+        "sampling.sampler": ("sampler", cfg.sampling.sampler),
     }
     for key in ("vocab_size", "max_length"):
         if key in cfg.model.backbone.options:
@@ -326,8 +253,8 @@ def check_components(cfg: ExperimentConfig, registry) -> None:
                 + "; remove it (change data.length for longer sequences)"
             )
     if cfg.model.estimator.name != "auto":
-        specs["model.estimator"] = ("estimator", cfg.model.estimator, {})
-    for path, (kind, spec, _) in specs.items():
+        specs["model.estimator"] = ("estimator", cfg.model.estimator)
+    for path, (kind, spec) in specs.items():
         try:
             cls = registry.get(kind, spec.name)
         except UnknownComponentError as exc:
@@ -341,34 +268,6 @@ def check_components(cfg: ExperimentConfig, registry) -> None:
             OeMDMWarning,
             stacklevel=2,
         )
-
-
-# Keys that may change when a run is resumed (everything else must match).
-RESUMABLE_KEYS = (
-    "training.stop_after",
-    "training.log_every",
-    "training.progress",
-    "training.run_dir",
-    "training.device",
-    "training.keep_checkpoints",
-    "training.checkpoint_every",
-)
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} → {"a.b": 1}."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs (resumable keys ignored)."""
-    a, b = flatten(saved), flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
 
 
 def describe(

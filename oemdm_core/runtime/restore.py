@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from oemdm_core.errors import CheckpointError, ConfigError
-from oemdm_core.model.oemdm import CONFIG_FILE, OeMDM
+from oemdm_core.model.oemdm import OeMDM
+from oemdm_core.model.pretrained import CONFIG_FILE
+from oemdm_core.plugin.registry import Registry
 from oemdm_core.runtime.checkpoints import (
     EXPERIMENT_FILE,
     MODEL_DIR,
@@ -20,7 +22,7 @@ from oemdm_core.runtime.experiment import ExperimentConfig, parse_config
 
 
 def load_checkpoint(
-    checkpoint: str, registry, device: str = "cpu"
+    checkpoint: str, registry: Registry | None = None, device: str = "cpu"
 ) -> tuple[OeMDM, ExperimentConfig, Data, Path]:
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint (a run
     directory or a checkpoint directory); the model is on `device`."""

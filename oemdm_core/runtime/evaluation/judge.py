@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.errors import ConfigError
+from oemdm_core.plugin.registry import Registry
 
 HF_PREFIX = "hf:"
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -195,7 +196,7 @@ class HFJudge(Judge):
         return pooled(nll, count)
 
 
-def parse_judge(spec: str, registry, device: str = "cpu") -> Judge:
+def parse_judge(spec: str, registry: Registry | None = None, device: str = "cpu") -> Judge:
     """`hf:DIR` → `HFJudge`; otherwise an oemdm AR checkpoint (run or checkpoint dir)."""
     if spec.startswith(HF_PREFIX):
         from oemdm_core.runtime.device import resolve_device

@@ -1,134 +1,47 @@
 """Zero-shot evaluation: one checkpoint on several datasets, through its own tokenizer.
 
-`--data` specs (`parse_data_spec`):
-
-- `NAME` or `NAME:{OPTIONS}`: any registered dataset, options as a YAML mapping, e.g.
-  `pydoc`, `text-files:{paths: [a.txt, b.txt], test: 0.1}`, `hf:{path: ./saved}`;
-- `PATH`: a text file (plain, .gz, .xz) or a Parquet / Arrow / JSON-lines file, evaluated
-  whole, or a directory written by `datasets`' `save_to_disk`;
-- an optional `@SPLIT` suffix: train, validation, test, or all (the three concatenated).
-  Default: the checkpoint's evaluation split for named datasets and saved DatasetDicts, all
-  for files.
-
-Every dataset is encoded with the checkpoint's tokenizer. Characters the tokenizer cannot
-represent (`Tokenizer.unrepresentable`) are counted and reported per dataset with how they
-were handled: encoded lossily (to the tokenizer's unknown id, or changed by its
-normalisation), or dropped where the tokenizer refuses them; nothing is mapped silently. Sequences follow the packed or padded protocol of
-`oemdm_core.runtime.data_cache`; the padded one needs a model trained with a pad id.
+The datasets are `--data` specs (`oemdm_core.runtime.evaluation.data_spec`). Every dataset
+is encoded with the checkpoint's tokenizer. Characters the tokenizer cannot represent
+(`Tokenizer.unrepresentable`) are counted and reported per dataset with how they were
+handled: encoded lossily (to the tokenizer's unknown id, or changed by its normalisation),
+or dropped where the tokenizer refuses them; nothing is mapped silently. Sequences follow
+the packed or padded protocol of `oemdm_core.runtime.data_cache`; the padded one needs a
+model trained with a pad id.
 """
 
 from __future__ import annotations
 
-import glob
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
-import yaml
 from torch import Tensor
 
 from oemdm_core.errors import ConfigError
-from oemdm_core.interfaces.data import SPLITS, Dataset, Tokenizer
+from oemdm_core.interfaces.data import Tokenizer
 from oemdm_core.runtime.data_cache import PROTOCOLS, Sequences, eval_batches
+from oemdm_core.runtime.evaluation.data_spec import (
+    SPLIT_CHOICES,
+    TABULAR,
+    DataSpec,
+    parse_data_spec,
+    spec_error,
+)
 from oemdm_core.runtime.evaluation.likelihood import EvalResult
 
-SPLIT_CHOICES = (*SPLITS, "all")
-TABULAR = (".parquet", ".arrow", ".jsonl", ".json")
-
-
-@dataclass
-class DataSpec:
-    """A parsed `--data` spec: the label the user gave, the dataset and the split."""
-
-    label: str
-    dataset: Dataset
-    split: str  # one of SPLIT_CHOICES: the dataset's split that is read
-    whole: bool = False  # the split holds the whole data (a file, a single saved Dataset)
-
-    @property
-    def shown_split(self) -> str:
-        return "all" if self.whole else self.split
-
-    def texts(self) -> list[str]:
-        """The documents of the split (all: the three splits, in order)."""
-        if self.split == "all":
-            return [t for s in SPLITS for t in self.dataset.texts(s)]
-        return self.dataset.texts(self.split)
-
-
-def _bad(spec: str, why: str) -> ConfigError:
-    return ConfigError(f"--data {spec!r}: {why}")
-
-
-def parse_data_spec(spec: str, registry, default_split: str = "validation") -> DataSpec:
-    """Resolve one `--data` spec (see module) and check that its data can be read, so a bad
-    spec fails before any evaluation starts."""
-    text, split = spec, None
-    head, sep, tail = spec.rpartition("@")
-    if Path(spec).expanduser().exists():
-        pass  # a path that contains '@'
-    elif sep and tail in SPLIT_CHOICES:
-        text, split = head, tail
-    elif sep and head and "/" not in tail and ":" not in tail:
-        raise _bad(spec, f"unknown split {tail!r}; valid splits: {', '.join(SPLIT_CHOICES)}")
-    names = registry.available("dataset")
-    name, _, raw = text.partition(":")
-    if name in names:
-        options = {}
-        if raw.strip():
-            try:
-                options = yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
-                raise _bad(spec, f"options are not valid YAML ({exc.problem})") from None
-            if not isinstance(options, dict):
-                raise _bad(
-                    spec, "options after ':' must be a mapping, e.g. text-files:{paths: [a.txt]}"
-                )
-        dataset = registry.build("dataset", name, **options)
-        resolved = DataSpec(spec, dataset, split or default_split)
-    else:
-        resolved = _path_spec(spec, text, split, registry, default_split, names)
-    try:
-        resolved.dataset.fingerprint()  # opens the files: missing or unreadable data fail here
-    except (FileNotFoundError, ValueError) as exc:
-        raise _bad(spec, str(exc)) from None
-    return resolved
-
-
-def _path_spec(spec, text, split, registry, default_split, names) -> DataSpec:
-    path = Path(text).expanduser()
-    if not path.exists() and not glob.has_magic(text):
-        raise _bad(
-            spec,
-            f"no such file or directory, and not a registered dataset (datasets: "
-            f"{', '.join(names)}; a file, a saved `datasets` directory, or NAME:{{options}})",
-        )
-    if path.is_dir() and (path / "dataset_dict.json").exists():
-        dataset = registry.build("dataset", "hf", path=str(path))
-        return DataSpec(spec, dataset, split or default_split)
-    if path.is_dir() and not (path / "state.json").exists():
-        raise _bad(
-            spec,
-            "a directory must be written by `datasets` save_to_disk (dataset_dict.json or "
-            "state.json); for text files use text-files:{paths: [DIR/*.txt]}",
-        )
-    if split not in (None, "all"):
-        raise _bad(
-            spec,
-            f"a file or a single saved Dataset is evaluated whole (@all), got @{split}; to "
-            "split one use text-files:{paths: [FILE], test: 0.1} or hf:{path: …, splits: …}",
-        )
-    if path.is_dir():  # one saved Dataset: the same data for every split
-        whole = {s: "train" for s in SPLITS}
-        dataset = registry.build("dataset", "hf", path=str(path), splits=whole)
-        return DataSpec(spec, dataset, "train", whole=True)
-    if path.suffix in TABULAR:
-        dataset = registry.build("dataset", "hf", path=text, splits={"train": "train"})
-        return DataSpec(spec, dataset, "train", whole=True)  # data_files: the 'train' split
-    dataset = registry.build("dataset", "text-files", paths=[text], validation=0.0, test=0.0)
-    return DataSpec(spec, dataset, "train", whole=True)  # no held-out fractions: the whole file
+__all__ = [  # with the spec parsing that lived here before data_spec (old imports work)
+    "SPLIT_CHOICES",
+    "TABULAR",
+    "DataSpec",
+    "Encoded",
+    "ZeroShotRow",
+    "encode_texts",
+    "format_table",
+    "parse_data_spec",
+    "prepare",
+    "zero_shot",
+]
 
 
 @dataclass
@@ -227,7 +140,7 @@ def prepare(
         encoded = encode_texts(spec.texts(), tokenizer, split_lines)
         data = Sequences(encoded.tokens, encoded.offsets, length, protocol, pad_id)
         if len(data) == 0:
-            raise _bad(
+            raise spec_error(
                 spec.label,
                 f"{len(encoded.tokens)} tokens in split {spec.shown_split!r}, fewer than one "
                 f"sequence of length {length} (use --length or a larger split)",

@@ -1,0 +1,150 @@
+"""Pretrained model directories: `config.json` (the components by registry name, their
+options and the plugins and distributions that supplied them) next to `model.safetensors`.
+
+`OeMDM.save_pretrained` and `OeMDM.from_pretrained` are `save` and `load` here. A directory
+says exactly what built it: loading names the missing plugin (and the distribution that had
+supplied it) before building anything, and weights that disagree with the config name the
+file and the first disagreeing tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from oemdm_core.errors import (
+    CheckpointError,
+    ConfigError,
+    MissingPluginError,
+    UnknownComponentError,
+)
+from oemdm_core.files import atomic_directory, write_json
+from oemdm_core.plugin.registry import Registry, resolve_registry
+
+if TYPE_CHECKING:
+    from oemdm_core.model.oemdm import OeMDM
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "oemdm-model/1"
+COMPONENTS = ("backbone", "order", "schedule", "estimator")
+
+
+def save(model: OeMDM, path: str | os.PathLike, registry: Registry | None = None) -> Path:
+    """Write `config.json` (components, options, supplying distributions) and
+    `model.safetensors` into directory `path`, atomically."""
+    registry = resolve_registry(registry)
+    provenance = {}
+    for kind in COMPONENTS:
+        try:
+            entry = registry.entry(kind, getattr(model, kind).name)
+            provenance[kind] = {"plugin": entry.plugin, "distribution": entry.distribution}
+        except UnknownComponentError:
+            provenance[kind] = {"plugin": None, "distribution": None}
+    path = Path(path)
+    with atomic_directory(path) as tmp:
+        write_json(
+            tmp / CONFIG_FILE,
+            {"format": FORMAT, "model": model.config(), "provenance": provenance},
+        )
+        save_model(model, str(tmp / WEIGHTS_FILE))
+    return path
+
+
+def load(
+    cls: type[OeMDM],
+    path: str | os.PathLike,
+    registry: Registry | None = None,
+    map_location: str = "cpu",
+) -> OeMDM:
+    """Build `cls` from the `config.json` of a directory written by `save`, then load its
+    weights onto `map_location`."""
+    registry = resolve_registry(registry)
+    path = Path(path)
+    config_file = path / CONFIG_FILE
+    data = read_config(config_file)
+    for kind, info in data.get("provenance", {}).items():
+        name = data["model"][kind]["name"]
+        if name not in registry.available(kind):
+            dist = (info or {}).get("distribution")
+            hint = (
+                f"install {dist.split()[0]} (it supplied it: {dist})"
+                if dist
+                else "install the plugin that provides it"
+            )
+            raise MissingPluginError(
+                f"checkpoint {path} needs {kind} '{name}', which is not registered; {hint}"
+            )
+    try:
+        model = cls.from_config(data["model"], registry=registry)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_file}: {exc}") from None
+    load_weights(model, path / WEIGHTS_FILE, config_file, map_location)
+    return model
+
+
+def read_config(config_file: Path) -> dict[str, Any]:
+    """The contents of a `config.json`, checked to be one of this format."""
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"no {CONFIG_FILE} in {config_file.parent}: not a checkpoint written by save_pretrained"
+        )
+    try:
+        data = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{config_file}: not valid JSON, the file is corrupt or truncated ({exc})"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{config_file}: not a model config (no 'model' object)")
+    if data.get("format") != FORMAT:
+        raise ValueError(
+            f"{config_file}: unknown format {data.get('format')!r}, expected {FORMAT!r}"
+        )
+    return data
+
+
+def load_weights(model: nn.Module, weights: Path, config_file: Path, device: str) -> None:
+    """Load `model.safetensors` into `model` built from `config_file`; a missing, corrupt or
+    truncated file, or weights whose shapes disagree with the config, raise
+    `CheckpointError` naming the file and the first disagreeing tensor."""
+    if not weights.is_file():
+        raise CheckpointError(f"missing {weights.name} next to {config_file}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    config = json.loads(config_file.read_text())["model"]
+    for key, shape in shapes.items():
+        if key in expected and expected[key] != shape:
+            raise CheckpointError(
+                f"{weights} does not match {config_file}: {key} has shape {list(shape)} in the "
+                f"weights but {list(expected[key])} in a model built from the config "
+                f"(vocab_size={config.get('vocab_size')}, length={config.get('length')}); was "
+                "config.json edited, or copied from another checkpoint?"
+            )
+    unknown = sorted(set(shapes) - set(expected))
+    if unknown:
+        raise CheckpointError(
+            f"{weights} does not match {config_file}: the weights hold tensors the configured "
+            f"model has not ({', '.join(unknown[:3])}{', …' if len(unknown) > 3 else ''})"
+        )
+    try:
+        load_model(model, str(weights), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights}: cannot be read, the file is corrupt or truncated ({exc})"
+        ) from None
+    except RuntimeError as exc:  # e.g. tensors missing from the file
+        message = " ".join(str(exc).split())
+        raise CheckpointError(f"{weights} does not match {config_file}: {message[:300]}") from None
