@@ -46,7 +46,6 @@ MOVED: dict[str, str] = {
     "oemdm_core.judge": "oemdm_core.runtime.evaluation.judge",
     "oemdm_core.sample_metrics": "oemdm_core.runtime.evaluation.sample_metrics",
     "oemdm_core.commands": "oemdm_core.cli",
-    "oemdm_core.testing.kits": "oemdm_core.testing",
 }
 
 

@@ -172,11 +172,8 @@ def test_token_strategies_respect_their_bounds(v, n, data):
     assert 0.0 <= s <= t <= 1.0
 
 
-def test_the_old_kits_path_and_every_public_name_still_import():
-    from oemdm_core.testing.kits import check_order as old
-
+def test_every_public_name_of_the_kits_imports():
     import oemdm_core.testing as testing
 
-    assert old is testing.check_order
     for name in testing.__all__:
         assert getattr(testing, name) is not None, name

@@ -52,12 +52,18 @@ class Processes:
 
 def join_processes(device: str) -> Processes:
     """Rank and world size (the process group is initialised under torchrun) and the device
-    named by `training.device`."""
+    named by `training.device` (on CUDA with several processes: this process's GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    resolved = resolve_device(device, "training.device")
+    if resolved.type == "cuda" and world > 1:
+        # Before the first collective: NCCL runs a collective on the current device, so
+        # without this every rank's run-directory broadcast would run on cuda:0.
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(resolved)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    return Processes(rank, world, resolve_device(device, "training.device"))
+    return Processes(rank, world, resolved)
 
 
 def open_run_dir(cfg: ExperimentConfig, resume: str | os.PathLike | None, rank: int) -> Path:
@@ -178,9 +184,6 @@ def build_run(
     """Everything the loop needs, in the order that fixes the random streams: data, then the
     model initialised from `training.seed`, then (resuming) the saved state and generators."""
     tc, device = cfg.training, procs.device
-    if device.type == "cuda" and procs.world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
     micro = micro_batch_size(tc, procs.world)
     state, tokenizer_rec = None, None
     if resuming:
