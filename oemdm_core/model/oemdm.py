@@ -11,14 +11,16 @@ from torch import Tensor, nn
 
 from oemdm_core.errors import ConfigError
 from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
+from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
-from oemdm_core.nelbo.monte_carlo import Estimator, MonteCarloEstimator
+from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
 from oemdm_core.nelbo.terms import NELBOTerms
+from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 # The file names and `load_weights` lived here before `pretrained` (old imports work).
@@ -242,6 +244,15 @@ class OeMDM(nn.Module):
         if not candidates:
             return MonteCarloEstimator()
         return max(candidates, key=lambda c: (c[0], c[1]))[2]
+
+    def components(self) -> dict[str, Component]:
+        """The components by kind: backbone, order, schedule, estimator."""
+        return {
+            "backbone": self.backbone,
+            "order": self.order,
+            "schedule": self.schedule,
+            "estimator": self.estimator,
+        }
 
     def config(self) -> dict[str, Any]:
         """The model config as a plain dict (round-trips through `from_config`)."""

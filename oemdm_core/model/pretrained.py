@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "oemdm-model/1"
-COMPONENTS = ("backbone", "order", "schedule", "estimator")
 
 
 def save(model: OeMDM, path: str | os.PathLike, registry: Registry | None = None) -> Path:
@@ -41,9 +40,9 @@ def save(model: OeMDM, path: str | os.PathLike, registry: Registry | None = None
     `model.safetensors` into directory `path`, atomically."""
     registry = resolve_registry(registry)
     provenance = {}
-    for kind in COMPONENTS:
+    for kind, component in model.components().items():
         try:
-            entry = registry.entry(kind, getattr(model, kind).name)
+            entry = registry.entry(kind, component.name)
             provenance[kind] = {"plugin": entry.plugin, "distribution": entry.distribution}
         except UnknownComponentError:
             provenance[kind] = {"plugin": None, "distribution": None}
