@@ -20,9 +20,9 @@ import time
 
 COMMANDS = {
     "import torch": [sys.executable, "-c", "import torch"],
-    "oemdm --help": [sys.executable, "-m", "oemdm_core.cli.main", "--help"],
-    "oemdm config show": [sys.executable, "-m", "oemdm_core.cli.main", "config", "show"],
-    "oemdm train --help": [sys.executable, "-m", "oemdm_core.cli.main", "train", "--help"],
+    "oemdm --help": [sys.executable, "-m", "oemdm_core.cli", "--help"],
+    "oemdm config show": [sys.executable, "-m", "oemdm_core.cli", "config", "show"],
+    "oemdm train --help": [sys.executable, "-m", "oemdm_core.cli", "train", "--help"],
 }
 TARGET_RATIO = 0.5
 

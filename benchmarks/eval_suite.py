@@ -41,7 +41,7 @@ SAMPLERS = (  # label, registry name, options
 
 
 def train(out: Path, name: str, order: str, steps: int, extra: list[str]) -> Path:
-    from oemdm_core.cli.main import main
+    from oemdm_core.cli import main
 
     sets = [
         f"model.order={order}",

@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_model, tiny_run
 
 from oemdm_core import ConfigError, OeMDM, Registry, registry
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointError, OeMDMWarning
 from oemdm_core.runtime.checkpoints import STATE_FILE, find_checkpoint
 from oemdm_core.runtime.experiment import load_config
@@ -469,7 +469,7 @@ def test_eval_shows_progress(trained, capsys):
 
 def test_the_cli_does_not_import_torch_until_a_command_needs_it():
     code = (
-        "import sys; from oemdm_core.cli.main import build_parser, main; build_parser(); "
+        "import sys; from oemdm_core.cli import build_parser, main; build_parser(); "
         "main(['config', 'show']); print('torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

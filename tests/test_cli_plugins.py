@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from oemdm_core import KINDS, BaseSchedule, Options, Registry, Sampler, SampleResult, hookimpl
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.plugin.registry import DISABLE_ENV
 from oemdm_core.testing import ReferenceBackbone
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 
 
 def sets(tmp_path, *extra: str) -> list[str]:
@@ -63,7 +63,7 @@ def test_train_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_train_help_lists_the_options():
     out = subprocess.run(
-        [sys.executable, "-m", "oemdm_core.cli.main", "train", "--help"],
+        [sys.executable, "-m", "oemdm_core.cli", "train", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -78,7 +78,7 @@ def test_the_main_job_runs_with_no_arguments(tmp_path):
         [
             sys.executable,
             "-m",
-            "oemdm_core.cli.main",
+            "oemdm_core.cli",
             "train",
             "--set",
             f"training.run_dir={tmp_path}/run",

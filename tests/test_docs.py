@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

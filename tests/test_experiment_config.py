@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
 from oemdm_core.runtime.experiment import (
     ExperimentConfig,

@@ -15,7 +15,7 @@ import torch
 from conftest import tiny_run
 
 import oemdm_core.runtime.trainer as trainer
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointWriteError, OeMDMWarning, RunDirError
 from oemdm_core.runtime.checkpoints import (
     CHECKPOINT_DIR,
@@ -168,7 +168,7 @@ def test_sigterm_from_the_cli_exits_143(tmp_path, monkeypatch, capsys):
 
 def _train_subprocess(tmp_path, ignore_sigint: bool = False) -> subprocess.Popen:
     overrides = tiny(tmp_path, "run", "training.steps=100000", "training.log_every=1")
-    argv = [sys.executable, "-m", "oemdm_core.cli.main", "train"]
+    argv = [sys.executable, "-m", "oemdm_core.cli", "train"]
     argv += [a for o in overrides for a in ("--set", o)]
 
     def preexec():
@@ -206,7 +206,7 @@ def test_a_real_signal_checkpoints_and_exits(tmp_path, signum, code, ignore_sigi
 def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path):
     """kill -9 while checkpointing every step: a complete checkpoint is always reachable."""
     overrides = tiny(tmp_path, "run", "training.steps=100000", "training.checkpoint_every=1")
-    argv = [sys.executable, "-m", "oemdm_core.cli.main", "train"]
+    argv = [sys.executable, "-m", "oemdm_core.cli", "train"]
     argv += [a for o in overrides for a in ("--set", o)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "run"

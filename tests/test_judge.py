@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_model, tiny_run
 from oemdm_data import ByteTokenizer, CharTokenizer
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.runtime.evaluation.judge import HFJudge, OeMDMJudge
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
 

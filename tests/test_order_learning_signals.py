@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_model, tiny_run
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.runtime.run_log import order_statistics
 
 

@@ -90,7 +90,7 @@ def test_sample_quality_is_seeded_and_uses_the_judge():
 def test_eval_command_reports_sample_metrics(tmp_path, capsys):
     import json
 
-    from oemdm_core.cli.main import main
+    from oemdm_core.cli import main
     from oemdm_core.runtime.experiment import load_config
     from oemdm_core.runtime.trainer import fit
 

@@ -148,7 +148,7 @@ def test_hf_tokenizer_rejects_a_file_that_is_not_a_tokenizer(tmp_path):
 def test_train_with_a_bpe_tokenizer_end_to_end(tmp_path):
     from conftest import tiny_run
 
-    from oemdm_core.cli.main import main
+    from oemdm_core.cli import main
     from oemdm_core.runtime.checkpoints import load_json
 
     args = tiny_run(tmp_path, "run", "data.tokenizer={name: bpe, vocab_size: 320}")

@@ -27,7 +27,7 @@ import torch
 
 from oemdm_core import ConfigError, OeMDM, Registry
 from oemdm_core import registry as global_registry
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.plugin.registry import DISABLE_ENV
 from oemdm_core.testing import check_order
 

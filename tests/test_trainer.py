@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_run
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
 from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE
 from oemdm_core.runtime.experiment import load_config

@@ -12,7 +12,7 @@ from conftest import tiny_run
 from oemdm_data import CharTokenizer, TextFiles
 
 from oemdm_core import registry
-from oemdm_core.cli.main import main
+from oemdm_core.cli import main
 from oemdm_core.runtime.evaluation.likelihood import evaluate
 from oemdm_core.runtime.evaluation.zero_shot import (
     encode_texts,

@@ -1,5 +1,5 @@
-"""The `oemdm` command line: `main` and one module per subcommand."""
+"""The `oemdm` command line: `main` (in `entry`) and one module per subcommand."""
 
-from oemdm_core.cli.main import main
+from oemdm_core.cli.entry import COMMANDS, build_parser, main, one_line
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main", "one_line"]

@@ -8,11 +8,19 @@ from typing import Any
 
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ComponentSpec", "ModelConfig", "OeMDM"]
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "WEIGHTS_FILE",
+    "ComponentSpec",
+    "ModelConfig",
+    "OeMDM",
+    "load_weights",
+]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: `OeMDM` imports torch, so only on first use
-    if name in ("CONFIG_FILE", "WEIGHTS_FILE"):
+    if name in ("CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "load_weights"):
         from oemdm_core.model import pretrained
 
         return getattr(pretrained, name)

@@ -10,7 +10,7 @@
 """
 
 from oemdm_core.testing.backbone import check_backbone
-from oemdm_core.testing.common import ConformanceError
+from oemdm_core.testing.common import TOL, ConformanceError
 from oemdm_core.testing.order import check_order
 from oemdm_core.testing.reference import (
     REFERENCE_MODELS,
@@ -21,6 +21,7 @@ from oemdm_core.testing.reference import (
 from oemdm_core.testing.sampler import check_sampler
 from oemdm_core.testing.schedule import check_position_schedule, check_schedule
 from oemdm_core.testing.strategies import (
+    EDGE_EPS,
     batch_sizes,
     edge_times,
     lengths,
@@ -31,7 +32,9 @@ from oemdm_core.testing.strategies import (
 )
 
 __all__ = [
+    "EDGE_EPS",
     "REFERENCE_MODELS",
+    "TOL",
     "ConformanceError",
     "ReferenceBackbone",
     "ReferenceLinear",

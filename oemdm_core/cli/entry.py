@@ -98,7 +98,3 @@ def _describe(exc: BaseException) -> str:
     if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
         return "out of memory (use a smaller --batch-size / batch_size)"
     return name
-
-
-if __name__ == "__main__":
-    sys.exit(main())
