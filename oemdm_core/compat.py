@@ -1,4 +1,5 @@
-"""Import paths from before the core was split into layers (0.1), kept working.
+"""Import paths from before the core was split into layers (the flat `oemdm_core/*.py`
+layout), kept working.
 
 `import oemdm_core.loader` (and every other old path in `MOVED`) returns the module at its
 new place, the same module object, so names, monkeypatches and `isinstance` checks agree.

@@ -200,6 +200,7 @@ def test_an_old_style_component_built_by_the_registry_records_its_options():
     from pydantic import Field
 
     from oemdm_core import Options, Order, Registry, WindowedSchedule, block_windows, hookimpl
+    from oemdm_core.errors import OeMDMWarning
 
     class OldStyle(Order):
         name = "old-style"
@@ -222,8 +223,9 @@ def test_an_old_style_component_built_by_the_registry_records_its_options():
             register(OldStyle)
 
     reg = Registry(entry_points=False)
-    reg.register_plugin(Plugin, name="old")
-    order = reg.build("order", "old-style", block_size=4)
+    with pytest.warns(OeMDMWarning, match=r"takes the option\(s\) block_size as named"):
+        reg.register_plugin(Plugin, name="old")
+        order = reg.build("order", "old-style", block_size=4)
     assert order.block_size == 4 and order.get_options() == {"block_size": 4}
     assert torch.equal(
         order.forward_schedule(torch.zeros(1, 8).long(), None).lo, block_windows(8, 4)[0]

@@ -333,3 +333,14 @@ def accepts(sampler, model) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_built_inner_rule_round_trips_through_the_block_options():
+    from oemdm_samplers import AncestralSampler, BlockSampler
+
+    block = BlockSampler(inner=AncestralSampler(steps=3, temperature=0.5))
+    assert block.get_options()["steps"] == 3 and block.get_options()["temperature"] == 0.5
+    rebuilt = registry.build("sampler", "block", **block.get_options())
+    assert rebuilt.rule.get_options() == block.rule.get_options()
+    with pytest.raises(ValueError, match="steps is an option of the inner rule you built"):
+        BlockSampler(inner=AncestralSampler(steps=3), steps=2)

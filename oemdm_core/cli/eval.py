@@ -166,8 +166,10 @@ def build_sampler(args: argparse.Namespace, spec, registry: Registry | None = No
             raise ConfigError(f"--sampler-set {item!r}: expected key=value, e.g. steps=256")
         key, value = item.split("=", 1)
         options[key] = yaml.safe_load(value)
-    cls = resolve_registry(registry).get("sampler", name)
-    return cls.from_options(cls.validate_options(prefix=f"sampler[{name}]", **options))
+    registry = resolve_registry(registry)
+    cls = registry.get("sampler", name)
+    options = cls.validate_options(prefix=f"sampler[{name}]", **options)
+    return cls.from_options(options, registry=registry)
 
 
 def evaluation_config(args: argparse.Namespace, cfg, max_length: int):

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
         key, value = item.split("=", 1)
         options[key] = yaml.safe_load(value)
     sampler = registry.get("sampler", name)
-    sampler = sampler.from_options(sampler.validate_options(prefix=f"sampler[{name}]", **options))
+    options = sampler.validate_options(prefix=f"sampler[{name}]", **options)
+    sampler = sampler.from_options(options, registry=registry)
     length = args.length or model.length
     if length > model.backbone.max_length:
         raise ValueError(

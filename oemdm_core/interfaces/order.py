@@ -50,7 +50,7 @@ class Order(Component, nn.Module, ABC):
 
     kind = "order"
     learned: ClassVar[bool] = False
-    needs_features: ClassVar[bool] = False
+    needs_features: bool = False
     needs_logits: ClassVar[bool] = False
     has_reverse_scheduler: ClassVar[bool] = False
     shared_time: bool = False

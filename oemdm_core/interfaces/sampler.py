@@ -38,8 +38,10 @@ class Sampler(Component, ABC):
     """Generates sequences from an `OeMDM`.
 
     `has_cache`: the sampler has a boolean option `cache` (reuse of denoiser calls or a KV
-    cache) that changes only the cost, never the result: with the same generator, samples
-    with `cache=True` equal those with `cache=False`. Declare it; the default is False.
+    cache) that changes only the cost, never the result, for backbones that ignore t: with
+    the same generator, samples with `cache=True` equal those with `cache=False`. (With a
+    time-conditioned backbone a KV cache keeps the t each position was committed at.)
+    Declare it; the default is False.
     """
 
     kind = "sampler"

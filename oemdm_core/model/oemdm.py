@@ -214,9 +214,8 @@ class OeMDM(nn.Module):
                 raise ConfigError(
                     f"{kind}.{sorted(clash)[0]}: set at the top level of the model config; remove it from '{kind}'"
                 )
-            return component.from_options(
-                component.validate_options(prefix=kind, **spec.options, **extra)
-            )
+            options = component.validate_options(prefix=kind, **spec.options, **extra)
+            return component.from_options(options, registry=reg)
 
         backbone = build("backbone", cfg.backbone, vocab_size=cfg.vocab_size, max_length=cfg.length)
         order = build("order", cfg.order)
@@ -238,7 +237,7 @@ class OeMDM(nn.Module):
     def _auto_estimator(model: OeMDM, reg: Registry) -> Estimator:
         candidates = []
         for entry in reg.entries("estimator"):
-            estimator = entry.cls.from_options(entry.cls.validate_options())
+            estimator = entry.cls.from_options(entry.cls.validate_options(), registry=reg)
             if estimator.unsupported_reason(model) is None:
                 candidates.append((entry.cls.auto_priority, entry.name, estimator))
         if not candidates:

@@ -13,12 +13,9 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from difflib import get_close_matches
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from oemdm_core.errors import (
     DuplicateComponentError,
@@ -27,7 +24,8 @@ from oemdm_core.errors import (
     closest,
 )
 from oemdm_core.plugin import hookspecs
-from oemdm_core.plugin.component import KINDS, Component
+from oemdm_core.plugin.component import KINDS
+from oemdm_core.plugin.registration_checks import check_component_class, warn_hook_lookalikes
 
 DISABLE_ENV = "OEMDM_DISABLE_PLUGINS"
 
@@ -48,26 +46,6 @@ class Entry:
     def summary(self) -> str:
         doc = (self.cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
-
-
-def _check_component_class(kind: str, cls: Any, plugin: str) -> None:
-    where = f"plugin '{plugin}' registered {cls!r} as a {kind}"
-    if not isinstance(cls, type) or not issubclass(cls, Component):
-        raise TypeError(f"{where}, but it is not a Component subclass")
-    if cls.kind != kind:
-        raise TypeError(f"{where}, but its interface kind is {cls.kind!r}")
-    if not cls.name:
-        raise TypeError(f"{where}, but it has no `name`")
-    options = cls.Options
-    if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise TypeError(f"{where}, but its `Options` is not a pydantic model")
-    if options.model_config.get("extra") != "forbid":
-        raise TypeError(f"{where}, but its `Options` does not forbid unknown keys")
-    for field_name, field in options.model_fields.items():
-        if field.default is PydanticUndefined and field.default_factory is None:
-            raise TypeError(f"{where}, but option '{field_name}' has no default")
-        if not field.description:
-            raise TypeError(f"{where}, but option '{field_name}' has no description")
 
 
 class Registry:
@@ -148,12 +126,12 @@ class Registry:
         entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         for name, plugin in self._pm.list_name_plugin():
             if plugin is not None:
-                _warn_hook_lookalikes(name, plugin)
+                warn_hook_lookalikes(name, plugin)
         for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
 
                 def register(cls: type, _impl=impl, _kind=kind) -> None:
-                    _check_component_class(_kind, cls, _impl.plugin_name)
+                    check_component_class(_kind, cls, _impl.plugin_name)
                     previous = entries[_kind].get(cls.name)
                     if previous is not None and previous.cls is not cls:
                         raise DuplicateComponentError(
@@ -254,39 +232,3 @@ def _entry_points():
     from importlib.metadata import entry_points
 
     return entry_points(group=hookspecs.PROJECT)
-
-
-def _warn_hook_lookalikes(plugin_name: str, plugin: Any) -> None:
-    """Warn about `register_*` functions of a plugin that pluggy silently ignores: a
-    `@hookimpl` whose name matches no hookspec (a typo), or a hookspec name without
-    `@hookimpl`."""
-    specs = sorted(hookspecs.HOOK_FOR_KIND.values())
-    where = f"plugin '{plugin_name}' ({getattr(plugin, '__name__', type(plugin).__name__)})"
-    for attr in dir(plugin):
-        if not attr.startswith("register"):
-            continue
-        function = getattr(plugin, attr, None)
-        if not callable(function):
-            continue
-        marked = getattr(function, f"{hookspecs.PROJECT}_impl", None) is not None
-        if marked and attr not in specs:
-            hint = closest(attr, specs)
-            warnings.warn(
-                f"{where}: @hookimpl function {attr!r} matches no hook, so it is ignored"
-                + (f"; did you mean '{hint}'?" if hint else f"; hooks: {', '.join(specs)}"),
-                OeMDMWarning,
-                stacklevel=4,
-            )
-        elif not marked and attr in specs:
-            warnings.warn(
-                f"{where}: function {attr!r} is not decorated with @hookimpl, so it is ignored",
-                OeMDMWarning,
-                stacklevel=4,
-            )
-        elif not marked and (near := get_close_matches(attr, specs, n=1, cutoff=0.85)):
-            warnings.warn(
-                f"{where}: function {attr!r} looks like a hook but matches none (did you mean "
-                f"'{near[0]}' with @hookimpl?); it is ignored",
-                OeMDMWarning,
-                stacklevel=4,
-            )

@@ -254,8 +254,10 @@ def _short(exc: BaseException) -> str:
 
 def build_tokenizer(record: dict[str, Any], registry: Registry | None = None):
     """Rebuild a fitted tokenizer from its `tokenizer.json` record."""
-    cls = resolve_registry(registry).get("tokenizer", record["name"])
-    tokenizer = cls.from_options(cls.validate_options(prefix="data.tokenizer", **record["options"]))
+    registry = resolve_registry(registry)
+    cls = registry.get("tokenizer", record["name"])
+    options = cls.validate_options(prefix="data.tokenizer", **record["options"])
+    tokenizer = cls.from_options(options, registry=registry)
     tokenizer.load_state(record.get("state") or {})
     return tokenizer
 

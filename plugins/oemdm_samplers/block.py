@@ -17,6 +17,8 @@ from oemdm_core.interfaces.sampler import initial_state
 from oemdm_core.interfaces.segment import Segment, SegmentSampler
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
+FORWARDED = ("steps", "temperature", "top_p")  # block options an inner rule built by name gets
+
 
 class CachedBlockDenoiser:
     """Denoiser for the block `[lo, hi)` reading finished blocks from a KV cache.
@@ -72,17 +74,22 @@ class BlockSampler(Sampler):
             default=None, ge=0, description="End-of-text id: stop a sequence after it."
         )
 
-    def __init__(
-        self,
-        inner: str | SegmentSampler | None = None,
-        registry: Registry | None = None,
-        **options: Any,
-    ) -> None:
-        """`inner`: a built `SegmentSampler` (used as it is; the option records its name), or
-        the registry name of one (None: the option's default), built from `registry` with
-        this sampler's `steps`, `temperature` and `top_p` (those of them its options have)."""
+    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+        """`inner`: the registry name of a `SegmentSampler` (None: the option's default),
+        built from `registry` with this sampler's `steps`, `temperature` and `top_p` (those of
+        them its options have); or a built one, used as it is: then those three options are
+        its own (setting them here as well is an error), and `get_options()` records its name
+        and them (its other options are not recorded)."""
+        inner: str | SegmentSampler | None = options.pop("inner", None)
         if isinstance(inner, SegmentSampler):
-            super().__init__(inner=inner.name, **options)
+            given = sorted(set(options) & set(FORWARDED))
+            if given:
+                raise ValueError(
+                    f"sampler 'block': {given[0]} is an option of the inner rule you built "
+                    f"('{inner.name}'); set it there, or pass the inner rule by name"
+                )
+            own = {k: v for k, v in inner.get_options().items() if k in FORWARDED}
+            super().__init__(inner=inner.name, **own, **options)
             self.rule = inner
             return
         if inner is not None and not isinstance(inner, str):
@@ -114,8 +121,7 @@ class BlockSampler(Sampler):
 
     def forwarded_options(self) -> dict[str, object]:
         """The options handed to an inner rule built by name."""
-        o = self.options
-        return {"steps": o.steps, "temperature": o.temperature, "top_p": o.top_p}
+        return self.options.model_dump(include=set(FORWARDED))
 
     def _check(self, model, length: int) -> int:
         order, backbone = model.order, model.backbone

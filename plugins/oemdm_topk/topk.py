@@ -63,14 +63,11 @@ class TopKSampler(SegmentSampler):
             description="Registry name of the scorer that ranks masked positions.",
         )
 
-    def __init__(
-        self,
-        scorer: str | Scorer | None = None,
-        registry: Registry | None = None,
-        **options: Any,
-    ) -> None:
-        """`scorer`: a built `Scorer` (used as it is; the option records its name), or the
-        registry name of one (None: the option's default), built from `registry`."""
+    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+        """`scorer`: a built `Scorer` (used as it is; the option records its name, not its
+        options), or the registry name of one (None: the option's default), built from
+        `registry`."""
+        scorer: str | Scorer | None = options.pop("scorer", None)
         if isinstance(scorer, Scorer):
             super().__init__(scorer=scorer.name, **options)
             self.scorer_impl = scorer
