@@ -170,10 +170,3 @@ def test_token_strategies_respect_their_bounds(v, n, data):
     assert int(x.min()) >= 0 and int(x.max()) <= v
     s, t = data.draw(time_pairs())
     assert 0.0 <= s <= t <= 1.0
-
-
-def test_every_public_name_of_the_kits_imports():
-    import oemdm_core.testing as testing
-
-    for name in testing.__all__:
-        assert getattr(testing, name) is not None, name
