@@ -150,27 +150,50 @@ def check_position_schedule(
         {0.0, 1.0, *(float(t) for t in (times if times is not None else default_grid(length)))}
     )
     grid = torch.tensor(values, dtype=torch.float64)
-    n = grid.numel()
-
     width = length * (rows or 1)  # a batch-bound schedule is checked on all its rows
 
-    def at(fn, t: Tensor) -> Tensor:
-        """fn at every time in t: `[N, L]`, or `[N, B·L]` (row-major) for B bound rows."""
-        if rows is None:
-            return fn(t)
-        return torch.stack(
-            [fn(torch.full((rows,), float(x), dtype=torch.float64)).reshape(-1) for x in t]
-        )
+    alpha = call_tensor(who, "alpha(t)", _at, schedule.alpha, grid, rows)
+    _check_shape(who, "alpha", alpha, grid, width)
+    check_values(who, "alpha", grid, alpha, 0.0, 1.0)
+    _check_alpha_path(who, grid, alpha)
+    velocity = call_tensor(who, "velocity(t)", _at, schedule.velocity, grid, rows)
+    _check_shape(who, "velocity", velocity, grid, width)
+    check_values(who, "velocity", grid, velocity, 0.0, float("inf"))
+    _check_unmask_probabilities(who, schedule, grid, alpha, rows)
 
-    alpha = call_tensor(who, "alpha(t)", at, schedule.alpha, grid)
-    if alpha.shape != (n, width):
+    def a(x):
+        return _at(schedule.alpha, x.clamp(0.0, 1.0), rows).to(torch.float64)
+
+    def v(x):
+        return _at(schedule.velocity, x, rows).to(torch.float64)
+
+    hazard_identity(who, a, v, grid)
+    for fn in (schedule.alpha, schedule.velocity):
+        _check_same_answers(who, fn, grid, elementwise=False, rows=rows)
+
+
+def _at(fn, t: Tensor, rows: int | None) -> Tensor:
+    """fn at every time in t: `[N, L]`, or `[N, B·L]` (row-major) for B bound rows."""
+    if rows is None:
+        return fn(t)
+    return torch.stack(
+        [fn(torch.full((rows,), float(x), dtype=torch.float64)).reshape(-1) for x in t]
+    )
+
+
+def _check_shape(who: str, name: str, values: Tensor, grid: Tensor, width: int) -> None:
+    n = grid.numel()
+    if values.shape != (n, width):
         fail(
             who,
-            "alpha(t) has shape [B, L]",
+            f"{name}(t) has shape [B, L]",
             f"t of shape [{n}]",
-            f"got {tuple(alpha.shape)}, expected {(n, width)}",
+            f"got {tuple(values.shape)}, expected {(n, width)}",
         )
-    check_values(who, "alpha", grid, alpha, 0.0, 1.0)
+
+
+def _check_alpha_path(who: str, grid: Tensor, alpha: Tensor) -> None:
+    """α(0) = 1, α(1) = 0 and α non-increasing along the sorted grid (`alpha: [N, W]`)."""
     bad = (alpha[0] - 1.0).abs() > TOL
     if bad.any():
         fail(
@@ -196,14 +219,14 @@ def check_position_schedule(
             f"t={float(grid[i])!r} → {float(grid[i + 1])!r}, position {pos}",
             f"alpha {float(alpha[i, pos])!r} → {float(alpha[i + 1, pos])!r}",
         )
-    velocity = call_tensor(who, "velocity(t)", at, schedule.velocity, grid)
-    if velocity.shape != (n, width):
-        fail(
-            who, "velocity(t) has shape [B, L]", f"t of shape [{n}]", f"got {tuple(velocity.shape)}"
-        )
-    check_values(who, "velocity", grid, velocity, 0.0, float("inf"))
 
-    # Un-mask probabilities for every pair s ≤ t of the grid (a step t → s).
+
+def _check_unmask_probabilities(
+    who: str, schedule: PositionSchedule, grid: Tensor, alpha: Tensor, rows: int | None
+) -> None:
+    """For every pair s ≤ t of the grid (a step t → s): un-mask probabilities finite, in
+    [0, 1] and equal to (α(s) − α(t)) / (1 − α(t)) away from 0/0."""
+    n = grid.numel()
     s_idx, t_idx = torch.triu_indices(n, n)
     if rows is not None:  # one call per pair: keep it to a few hundred pairs
         keep = torch.arange(0, s_idx.numel(), max(1, s_idx.numel() // 300))
@@ -246,16 +269,6 @@ def check_position_schedule(
             f"{pairs[k]}, position {pos}",
             f"got {float(prob[k, pos])!r}, expected {float(expected[k, pos])!r}",
         )
-
-    def a(x):
-        return at(schedule.alpha, x.clamp(0.0, 1.0)).to(torch.float64)
-
-    def v(x):
-        return at(schedule.velocity, x).to(torch.float64)
-
-    hazard_identity(who, a, v, grid)
-    for fn in (schedule.alpha, schedule.velocity):
-        _check_same_answers(who, fn, grid, elementwise=False, rows=rows)
 
 
 __all__ = ("check_position_schedule", "check_schedule")
