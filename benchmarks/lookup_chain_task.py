@@ -35,7 +35,6 @@ reverted, linear schedulers, uniform t: the code before issue 11).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -49,11 +48,6 @@ from oemdm_core import registry
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_orders import (  # noqa: E402
-    check_manifest,
-    machine,
-    parse_settings,
-    parse_workers,
-    run_all,
     score_samples,
     write_report,
 )
@@ -64,9 +58,9 @@ from compare_orders_models import (  # noqa: E402
     experiment_config,
     load_trained,
     test_batches,
-    with_overrides,
 )
-from compare_orders_report import Column, order_correlation, plot_mean_rank  # noqa: E402
+from compare_orders_report import Column, order_correlation  # noqa: E402
+from order_task import mean_rank_plots, run_task, task_header, task_parser  # noqa: E402
 
 PAIRS = 16  # L = 2·PAIRS
 SYMBOLS = 8
@@ -241,62 +235,30 @@ def add_task_metrics(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="1 seed, 60 steps (about a minute)")
-    p.add_argument("--out", help="output directory (default runs/lookup_chain[-quick])")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
-    p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
-    p.add_argument("--models", help=f"comma-separated subset of {','.join(model_specs())}")
-    p.add_argument("--settings", default="steps,matched", help="steps,matched or one")
-    p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
-    p.add_argument("--workers", default="auto", help="models trained at once (see compare_orders)")
-    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
-    p.add_argument("--no-progress", action="store_true")
+    p = task_parser(
+        __doc__,
+        "lookup_chain",
+        "1 seed, 60 steps (about a minute)",
+        ",".join(model_specs()),
+        "steps,matched",
+    )
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    profile = PROFILE
-    if args.quick:
-        profile = with_overrides(profile, name="lookup-chain-quick", steps=60, seeds=(0,))
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    profile = with_overrides(profile, steps=args.steps, seeds=seeds)
     specs = select(model_specs(), args.models)
-    settings = parse_settings(args.settings)
-    out = Path(args.out or f"runs/lookup_chain{'-quick' if args.quick else ''}")
-    corpus = write_corpus(out / "chain.txt")
-    check_manifest(out, {"profile": repr(profile), "models": list(specs), "settings": settings})
-    workers = parse_workers(args.workers, profile.device)
-    results, complete = run_all(
-        profile,
-        specs,
-        settings,
-        out,
-        corpus,
-        args.max_models,
-        not args.no_progress,
-        workers=workers,
+    quick = {"name": "lookup-chain-quick", "steps": 60, "seeds": (0,)}
+    run = run_task(
+        args, PROFILE, quick, specs, "lookup_chain", lambda d: write_corpus(d / "chain.txt")
     )
-    rows = add_task_metrics(score_samples(results), profile, specs, out, corpus)
-    header = (
-        f"## lookup-chain order task ({PAIRS} pairs r_k y_k, y_k = T[y_k−1, r_k])\n\n"
-        f"Command: `python benchmarks/lookup_chain_task.py {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine(workers)}  \nEntropy: {math.log2(SYMBOLS) / 2:.3f} bits/char (an "
-        f"exact model of any order reaches it). Backbone {profile.backbone}, batch "
-        f"{profile.batch_size}, seeds {list(profile.seeds)}  \n"
-        + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")
+    rows = add_task_metrics(score_samples(run.results), run.profile, specs, run.out, run.corpus)
+    header = task_header(
+        f"lookup-chain order task ({PAIRS} pairs r_k y_k, y_k = T[y_k−1, r_k])",
+        "lookup_chain_task.py",
+        argv,
+        run,
+        f"{math.log2(SYMBOLS) / 2:.3f} bits/char (an exact model of any order reaches it)",
     )
-    extra = []
-    for setting in settings:
-        first = {}
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            if r["setting"] == setting:
-                first.setdefault(r["model"], torch.tensor(r["sample_order"]))
-        if first:
-            plot_mean_rank(
-                first, out / f"mean_rank_{setting}.png", f"mean generation rank ({setting})"
-            )
-            extra.append(f"\nPlot: `mean_rank_{setting}.png`")
-    report = write_report(out, rows, specs, settings, header, COLUMNS, extra, paper=False)
+    plots = mean_rank_plots(rows, run.settings, run.out)
+    extra = [f"\nPlot: `{path.name}`" for path in plots.values()]
+    report = write_report(run.out, rows, specs, run.settings, header, COLUMNS, extra, paper=False)
     print(report.read_text())
     return 0
 

@@ -27,7 +27,6 @@ model generates first (mean generation rank and the learned w per position).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -40,23 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_orders import (  # noqa: E402
     SETTINGS,
-    check_manifest,
-    machine,
-    parse_settings,
-    parse_workers,
-    run_all,
     score_samples,
     write_report,
 )
-from compare_orders_models import Profile, model_specs, select_specs, with_overrides  # noqa: E402
+from compare_orders_models import Profile, model_specs, select_specs  # noqa: E402
 from compare_orders_report import (  # noqa: E402
     Column,
     _plt,
     average_rank,
     order_correlation,
-    plot_mean_rank,
     save_figure,
 )
+from order_task import mean_rank_plots, run_task, task_header, task_parser  # noqa: E402
 
 DIGITS = 16  # n; L = 2n
 NUM_SEQUENCES = 20_000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
@@ -166,70 +160,34 @@ def plot_mean_w(rows: list[dict], setting: str, path: Path) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="1 seed, 80 steps (a few minutes)")
-    p.add_argument("--out", help="output directory (default runs/synthetic_order[-quick])")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
-    p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
-    p.add_argument(
-        "--models", help="comma-separated subset of ar,mdm,block16,block4,genmd4,lomdm,lomdm-is"
+    p = task_parser(
+        __doc__,
+        "synthetic_order",
+        "1 seed, 80 steps (a few minutes)",
+        "ar,mdm,block16,block4,genmd4,lomdm,lomdm-is",
+        ",".join(SETTINGS),
     )
-    p.add_argument("--settings", default=",".join(SETTINGS), help="steps,matched or one")
-    p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
-    p.add_argument("--workers", default="auto", help="models trained at once (see compare_orders)")
-    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    profile = PROFILE
-    if args.quick:
-        profile = with_overrides(profile, name="synthetic-quick", steps=80, seeds=(0,))
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    profile = with_overrides(profile, steps=args.steps, seeds=seeds)
     specs = select_specs(model_specs((DIGITS, 4)), args.models)
-    settings = parse_settings(args.settings)
-    out = Path(args.out or f"runs/synthetic_order{'-quick' if args.quick else ''}")
-    corpus = write_corpus(out / "synthetic.txt")
-    check_manifest(
-        out,
-        {"profile": repr(profile), "models": list(specs), "settings": settings},
+    quick = {"name": "synthetic-quick", "steps": 80, "seeds": (0,)}
+    run = run_task(
+        args, PROFILE, quick, specs, "synthetic_order", lambda d: write_corpus(d / "synthetic.txt")
     )
-    workers = parse_workers(args.workers, profile.device)
-    results, complete = run_all(
-        profile,
-        specs,
-        settings,
-        out,
-        corpus,
-        args.max_models,
-        not args.no_progress,
-        workers=workers,
-    )
-    rows = add_task_metrics(score_samples(results))
+    rows = add_task_metrics(score_samples(run.results))
     entropy = DIGITS * math.log2(10) / (2 * DIGITS)
-    header = (
-        f"## synthetic order task: digits | suffix sums (n = {DIGITS})\n\n"
-        f"Command: `python benchmarks/synthetic_order_task.py {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine(workers)}  \nEntropy: {entropy:.3f} bits/char (an exact model reaches it). "
-        f"Backbone {profile.backbone}, batch {profile.batch_size}, seeds {list(profile.seeds)}  \n"
-        + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")
+    header = task_header(
+        f"synthetic order task: digits | suffix sums (n = {DIGITS})",
+        "synthetic_order_task.py",
+        argv,
+        run,
+        f"{entropy:.3f} bits/char (an exact model reaches it)",
     )
+    plots = mean_rank_plots(rows, run.settings, run.out)
     extra = []
-    for setting in settings:
-        path = plot_mean_w(rows, setting, out / f"mean_w_{setting}.png")
-        first = {}
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            if r["setting"] == setting:
-                first.setdefault(r["model"], torch.tensor(r["sample_order"]))
-        if first:
-            plot_mean_rank(
-                first, out / f"mean_rank_{setting}.png", f"mean generation rank ({setting})"
-            )
-            extra.append(
-                f"\nPlots: `mean_rank_{setting}.png`" + (f", `{path.name}`" if path else "")
-            )
-    report = write_report(out, rows, specs, settings, header, COLUMNS, extra, paper=False)
+    for setting, rank_plot in plots.items():
+        path = plot_mean_w(rows, setting, run.out / f"mean_w_{setting}.png")
+        extra.append(f"\nPlots: `{rank_plot.name}`" + (f", `{path.name}`" if path else ""))
+    report = write_report(run.out, rows, specs, run.settings, header, COLUMNS, extra, paper=False)
     print(report.read_text())
     return 0
 
