@@ -1,8 +1,12 @@
-"""Argument types shared by the commands: each rejects a bad value in one line naming it."""
+"""Arguments shared by the commands: types that reject a bad value in one line naming it,
+and the sampler a command builds from `--sampler` and `key=value` flags."""
 
 from __future__ import annotations
 
 import argparse
+
+from oemdm_core.errors import ConfigError
+from oemdm_core.plugin.registry import Registry, resolve_registry
 
 
 def positive_int(text: str) -> int:
@@ -25,3 +29,27 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer") from None
+
+
+def sampler_from_flags(
+    name: str | None,
+    spec,
+    assignments: list[str],
+    flag: str,
+    registry: Registry | None = None,
+):
+    """Sampler `name` (default: the config's `spec`) with the config's options if it is the
+    same sampler, then the `key=value` `assignments` given with `flag`; validated (one line)."""
+    import yaml
+
+    name = name or spec.name
+    options = dict(spec.options) if name == spec.name else {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r}: expected key=value, e.g. steps=256")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    registry = resolve_registry(registry)
+    cls = registry.get("sampler", name)
+    options = cls.validate_options(prefix=f"sampler[{name}]", **options)
+    return cls.from_options(options, registry=registry)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from oemdm_core.cli.args import non_negative_int, positive_int
+from oemdm_core.cli.args import non_negative_int, positive_int, sampler_from_flags
 from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -155,21 +155,8 @@ def build_scorer(args: argparse.Namespace, registry: Registry | None = None):
 
 
 def build_sampler(args: argparse.Namespace, spec, registry: Registry | None = None):
-    """The `--samples` sampler: `--sampler` (default: the config's `spec`) with the config's
-    options if it is the same sampler, then `--sampler-set` options; validated (one line)."""
-    import yaml
-
-    name = args.sampler or spec.name
-    options = dict(spec.options) if name == spec.name else {}
-    for item in args.sampler_options:
-        if "=" not in item:
-            raise ConfigError(f"--sampler-set {item!r}: expected key=value, e.g. steps=256")
-        key, value = item.split("=", 1)
-        options[key] = yaml.safe_load(value)
-    registry = resolve_registry(registry)
-    cls = registry.get("sampler", name)
-    options = cls.validate_options(prefix=f"sampler[{name}]", **options)
-    return cls.from_options(options, registry=registry)
+    """The `--samples` sampler (see `sampler_from_flags`)."""
+    return sampler_from_flags(args.sampler, spec, args.sampler_options, "--sampler-set", registry)
 
 
 def evaluation_config(args: argparse.Namespace, cfg, max_length: int):

@@ -68,25 +68,16 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     import torch
-    import yaml
 
+    from oemdm_core.cli.args import sampler_from_flags
     from oemdm_core.cli.eval import load, set_reverse_scheduler
-    from oemdm_core.errors import ConfigError
 
     registry = resolve_registry(registry)
     model, cfg, data, _ = load(args.checkpoint, registry, args.device)
     set_reverse_scheduler(model, args.reverse_scheduler)
-    spec = cfg.sampling.sampler
-    name = args.sampler or spec.name
-    options = dict(spec.options) if name == spec.name else {}
-    for item in args.options:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. steps=256")
-        key, value = item.split("=", 1)
-        options[key] = yaml.safe_load(value)
-    sampler = registry.get("sampler", name)
-    options = sampler.validate_options(prefix=f"sampler[{name}]", **options)
-    sampler = sampler.from_options(options, registry=registry)
+    sampler = sampler_from_flags(
+        args.sampler, cfg.sampling.sampler, args.options, "--set", registry
+    )
     length = args.length or model.length
     if length > model.backbone.max_length:
         raise ValueError(
