@@ -88,19 +88,30 @@ def load(
     return model
 
 
-def read_config(config_file: Path) -> dict[str, Any]:
-    """The contents of a `config.json`, checked to be one of this format."""
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"no {CONFIG_FILE} in {config_file.parent}: not a checkpoint written by save_pretrained"
-        )
+def read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    """The JSON object in the file `path` of a checkpoint. No such file: `FileNotFoundError`
+    with the message `missing`; a corrupt, truncated or non-object file: `CheckpointError`
+    naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(missing)
     try:
-        data = json.loads(config_file.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"{config_file}: not valid JSON, the file is corrupt or truncated ({exc})"
+            f"{path}: not valid JSON, the file is corrupt or truncated ({exc})"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_config(config_file: Path) -> dict[str, Any]:
+    """The contents of a `config.json`, checked to be one of this format."""
+    missing = (
+        f"no {CONFIG_FILE} in {config_file.parent}: not a checkpoint written by save_pretrained"
+    )
+    data = read_json_object(config_file, missing)
+    if not isinstance(data.get("model"), dict):
         raise CheckpointError(f"{config_file}: not a model config (no 'model' object)")
     if data.get("format") != FORMAT:
         raise ValueError(

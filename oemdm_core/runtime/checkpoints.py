@@ -22,7 +22,6 @@ rename and the pointer swap, the newest `checkpoints/step-*`) is a complete chec
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import re
@@ -36,7 +35,7 @@ import torch
 from oemdm_core.errors import CheckpointError, CheckpointWriteError
 from oemdm_core.files import atomic_directory, fsync_dir, replace_symlink, write_json
 from oemdm_core.model.oemdm import OeMDM
-from oemdm_core.model.pretrained import CONFIG_FILE
+from oemdm_core.model.pretrained import CONFIG_FILE, read_json_object
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 MODEL_DIR = "model"
@@ -215,17 +214,7 @@ def load_training_state(checkpoint: Path, map_location: str = "cpu") -> dict[str
 
 def load_json(path: Path) -> dict[str, Any]:
     """A JSON file of a checkpoint; missing or corrupt files raise naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"missing {path.name} in checkpoint {path.parent}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(
-            f"{path}: not valid JSON, the file is corrupt or truncated ({exc})"
-        ) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, f"missing {path.name} in checkpoint {path.parent}")
 
 
 def write_failure(exc: BaseException, directory: Path) -> str:
