@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from oemdm_core.testing.tiny_gpt2 import write_tiny_gpt2
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 CORPORA = ("austen", "kjv", "shakespeare")
@@ -67,40 +69,12 @@ def train(out: Path, name: str, order: str, steps: int, extra: list[str]) -> Pat
 
 
 def tiny_gpt2(out: Path, tokenizer_text: str) -> Path | None:
-    """A random 1-layer GPT-2 with a byte-level BPE trained on `tokenizer_text`."""
+    """A random 1-layer GPT-2 with a byte-level BPE trained on `tokenizer_text` (None
+    without `transformers`)."""
     try:
-        import transformers
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        return write_tiny_gpt2(out / "gpt2-tiny", tokenizer_text)
     except ImportError:
         return None
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>"],
-        show_progress=False,
-    )
-    tok.train_from_iterator([tokenizer_text], trainer)
-    path = out / "gpt2-tiny"
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    eot = tok.token_to_id("<|endoftext|>")
-    config = transformers.GPT2Config(
-        vocab_size=tok.get_vocab_size(),
-        n_positions=128,
-        n_embd=32,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-    transformers.GPT2LMHeadModel(config).save_pretrained(path)
-    return path
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from oemdm_data import ByteTokenizer, CharTokenizer
 from oemdm_core.cli import main
 from oemdm_core.runtime.evaluation.judge import HFJudge, OeMDMJudge
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
+from oemdm_core.testing.tiny_gpt2 import write_tiny_gpt2
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 30
 
@@ -22,39 +23,8 @@ CORPUS = "the cat sat on the mat. the dog sat on the log. " * 30
 def gpt2_dir(tmp_path_factory):
     """A tiny random GPT-2 and a byte-level BPE tokenizer trained here, saved like a hub
     checkpoint: config.json, model.safetensors, tokenizer files."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    path = tmp_path_factory.mktemp("gpt2")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        [CORPUS],
-        trainers.BpeTrainer(
-            vocab_size=300,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            special_tokens=["<|endoftext|>"],
-            show_progress=False,
-        ),
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    eot = tok.token_to_id("<|endoftext|>")
-    config = transformers.GPT2Config(
-        vocab_size=tok.get_vocab_size(),
-        n_positions=16,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-    transformers.GPT2LMHeadModel(config).save_pretrained(path)
-    return path
+    pytest.importorskip("transformers")
+    return write_tiny_gpt2(tmp_path_factory.mktemp("gpt2"), CORPUS, 300, n_positions=16, n_embd=16)
 
 
 def manual_nll(judge: HFJudge, ids: list[int]) -> float:

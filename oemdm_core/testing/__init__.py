@@ -7,6 +7,9 @@
 - `ReferenceBackbone`, `ReferenceLinear`, `reference_models`: tiny deterministic models;
 - hypothesis strategies: `times`, `time_pairs`, `edge_times`, `lengths`, `vocab_sizes`,
   `batch_sizes`, `token_batches`.
+
+`testing.tiny_gpt2.write_tiny_gpt2` writes a random Hugging Face GPT-2 judge for offline
+tests (needs `transformers`; not imported here).
 """
 
 from oemdm_core.testing.backbone import check_backbone
