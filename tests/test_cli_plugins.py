@@ -120,7 +120,7 @@ def swap_registry(monkeypatch, registry: Registry) -> None:
 
 
 def test_check_plugin_builds_orders_without_the_transformer(monkeypatch, capsys):
-    monkeypatch.setenv(DISABLE_ENV, "transformer")
+    monkeypatch.setenv(DISABLE_ENV, "transformer,tasks")
     registry = Registry()
     assert registry.available("backbone") == []
     swap_registry(monkeypatch, registry)
