@@ -357,3 +357,17 @@ def test_default_importance_times_are_unbiased_for_the_nelbo():
     assert float(w.min()) < 0.5  # the regime where uniform t has infinite variance
     mean, se = float(means.mean()), float(means.std() / len(means) ** 0.5)
     assert abs(mean - exact) < 4 * se, (mean, exact, se)
+
+
+def test_position_bias_moves_the_exponents_by_position_whatever_the_features():
+    model = tiny_model({"name": "lomdm", "position_bias": True}, length=6)
+    x = torch.randint(0, 3, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.order.forward_bias.copy_(torch.linspace(5.0, -5.0, model.backbone.max_length))
+        for p in model.order.forward_head.parameters():
+            p.zero_()
+    w = model.order.generation_weights(x, model.schedule, model.clean_features(x)).detach()
+    assert bool((w[:, 1:] < w[:, :-1]).all())  # earlier positions are generated first
+    groups = model.order.parameter_groups()
+    assert any(p is model.order.forward_bias for p in groups["forward_scheduler"])
+    assert any(p is model.order.reverse_bias for p in groups["reverse_scheduler"])

@@ -99,6 +99,7 @@ GRADIENT_CONFIGS = {
     "defaults": {},
     "block": {"scheduler": "block"},
     "no-stop-gradient": {"stop_gradient": False, "scheduler": "linear"},
+    "position-bias": {"position_bias": True},
 }
 
 
@@ -111,6 +112,8 @@ def test_lomdm_gradient_matches_exact_enumeration(options):
     # The check has teeth: the score-function part for the forward head is far from zero.
     forward = [g for n, g in exact.items() if n.startswith("order.forward_head")]
     assert max(float(g.abs().max()) for g in forward) > 0
+    if options.get("position_bias"):
+        assert float(exact["order.forward_bias"].abs().max()) > 1e-3
 
 
 def test_stop_gradient_keeps_the_scheduler_terms_out_of_the_backbone():

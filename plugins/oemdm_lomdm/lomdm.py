@@ -25,6 +25,9 @@ Training (the paper's recipe is the default; each choice is an option, so it can
 - `scheduler`: g_φ and h_ψ are one linear readout (`linear`, the default: it trained better
   on the lookup-chain task) or the paper's small transformer block + MLP head (`block`);
   see `oemdm_lomdm.scheduler`.
+- `position_bias`: a learned per-position bias on both schedulers' logits (off by default),
+  so that a positional order is reachable whatever the features carry (with RoPE the
+  backbone's hidden states carry no absolute position).
 - `times`: training times importance-sampled (the default: it trained better on the
   lookup-chain task) or uniform; `t_min`: train on t ∈ [t_min, 1] (reference codes use
   1e-3; biased, see docs/math.md).
@@ -107,6 +110,11 @@ class LoMDM(Order):
             description="Scheduler networks g_φ, h_ψ: one linear readout, or a transformer "
             "block + MLP head (the paper's).",
         )
+        position_bias: bool = Field(
+            default=False,
+            description="Add a learned per-position bias to each scheduler's logits, so a "
+            "positional order (e.g. left to right) is one vector away for any features.",
+        )
         scheduler_width: int = Field(
             default=64, ge=8, multiple_of=2, description="Width of the block scheduler."
         )
@@ -138,6 +146,8 @@ class LoMDM(Order):
         self.encoder: SmallEncoder | None = None
         self.forward_head: nn.Module | None = None
         self.reverse_head: nn.Module | None = None
+        self.forward_bias: nn.Parameter | None = None
+        self.reverse_bias: nn.Parameter | None = None
 
     @property
     def num_draws(self) -> int:
@@ -165,6 +175,9 @@ class LoMDM(Order):
             scheduler_network(o.scheduler, width, o.scheduler_width, backbone.max_length)
             for _ in range(2)
         )
+        if o.position_bias:
+            self.forward_bias = nn.Parameter(torch.zeros(backbone.max_length))
+            self.reverse_bias = nn.Parameter(torch.zeros(backbone.max_length))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """g_φ (with the encoder, which both schedulers read) and h_ψ."""
@@ -172,6 +185,9 @@ class LoMDM(Order):
         if self.encoder is not None:
             forward += list(self.encoder.parameters())
         reverse = list(self.reverse_head.parameters()) if self.reverse_head is not None else []
+        if self.forward_bias is not None:
+            forward.append(self.forward_bias)
+            reverse.append(self.reverse_bias)
         return {"forward_scheduler": forward, "reverse_scheduler": reverse}
 
     def _features(self, tokens: Tensor, given: Tensor | None, what: str) -> Tensor:
@@ -188,15 +204,18 @@ class LoMDM(Order):
             )
         return given.detach() if self.options.stop_gradient else given
 
-    def exponents(self, head: nn.Module, features: Tensor) -> Tensor:
-        """c1 + c2 · NormSig(head(features)): `[B, L]` from `features: [B, L, D]`."""
+    def exponents(self, head: nn.Module, features: Tensor, bias: Tensor | None = None) -> Tensor:
+        """c1 + c2 · NormSig(head(features) + bias): `[B, L]` from `features: [B, L, D]`
+        (`bias`: the per-position bias `[max_length]` of `position_bias`, or None)."""
         logits = head(features).squeeze(-1)  # [B, L]
+        if bias is not None:
+            logits = logits + bias[: logits.shape[1]]
         return self.options.c1 + self.options.c2 * norm_sig(logits.float())
 
     def forward_schedule(self, x, base, features=None) -> PowerSchedule:
         """α_F^i(x, t) = 1 − t^{w^i(x)}; `features`: backbone hidden states of x, `[B, L, D]`."""
         f = self._features(x, features, "the clean x")
-        return PowerSchedule(self.exponents(self.forward_head, f))
+        return PowerSchedule(self.exponents(self.forward_head, f, self.forward_bias))
 
     def generation_weights(self, x, base, features=None) -> Tensor:
         """The forward exponents w `[B, L]` (Plackett–Luce weights of the generation order)."""
@@ -210,4 +229,4 @@ class LoMDM(Order):
         if not self.reverse_scheduler_enabled:
             return PowerSchedule(torch.full(z_t.shape, self.options.c1, device=z_t.device))
         f = self._features(z_t, out.hidden if out is not None else None, "z_t")
-        return PowerSchedule(self.exponents(self.reverse_head, f))
+        return PowerSchedule(self.exponents(self.reverse_head, f, self.reverse_bias))
