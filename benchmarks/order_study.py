@@ -239,6 +239,7 @@ VARIANTS = {
     "pos-flat": Variant({"name": "positional"}),
     "pos-flat-lr30": Variant({"name": "positional"}, theta_lr=30.0),
     "pos-flat-K8": Variant({"name": "positional", "K": 8}),
+    "pos-log-lr30": Variant({"name": "positional", "spread": "log"}, theta_lr=30.0),
     "pos-ltr-init": Variant({"name": "positional", "init": "left_to_right", "init_scale": 30.0}),
     "soft-ltr": Variant("soft-ltr", frozen_order=True),
     "geo-ltr": Variant("geo-ltr", frozen_order=True),
@@ -249,6 +250,9 @@ VARIANTS = {
     "lomdm-tcond": Variant({"name": "lomdm"}, backbone={"time_conditioning": True}),
     "lomdm-posbias": Variant({"name": "lomdm", "position_bias": True}),
     "lomdm-posbias-lr30": Variant({"name": "lomdm", "position_bias": True}, theta_lr=30.0),
+    "lomdm-posbias-log-lr30": Variant(
+        {"name": "lomdm", "position_bias": True, "spread": "log"}, theta_lr=30.0
+    ),
     "lomdm-block": Variant({"name": "lomdm", "scheduler": "block"}),  # absolute position in g_φ
     "pos-c2anneal": Variant({"name": "positional"}, anneal_c2=0.5),
     "genmd4": Variant({"name": "genmd4"}),
@@ -368,6 +372,21 @@ def theta_gradient(model: OeMDM, task: str, draws: int, seed: int) -> tuple[Tens
         grads.append(probe.order.theta.grad.clone())
     grads = torch.stack(grads)
     return grads.mean(0), grads.std(0) / len(grads) ** 0.5
+
+
+LANDSCAPE = ("mdm", "soft-ltr", "soft-rtl", "r-first", "y-first")
+
+
+def landscape(model: OeMDM, task: str, sequences: int = 256, draws: int = 4) -> dict:
+    """NELBO (bits/token) of `model`'s backbone, held fixed, under each fixed order of
+    `LANDSCAPE`: what the order gradient sees, as finite differences."""
+    test = task_data(task, sequences, seed=999)
+    values = {}
+    for name in LANDSCAPE:
+        other = build(order_spec(name), {"name": "oracle"}, task)
+        swapped = OeMDM(model.backbone, other.order, model.schedule, length=LENGTH)
+        values[name] = nelbo_bpt(swapped, test, draws, seed=1)[0]
+    return values
 
 
 def probe(args) -> list[dict]:

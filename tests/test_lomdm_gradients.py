@@ -100,6 +100,7 @@ GRADIENT_CONFIGS = {
     "block": {"scheduler": "block"},
     "no-stop-gradient": {"stop_gradient": False, "scheduler": "linear"},
     "position-bias": {"position_bias": True},
+    "log-spread": {"spread": "log"},
 }
 
 

@@ -53,6 +53,26 @@ def norm_sig(v: Tensor) -> Tensor:
     return s - s.mean(-1, keepdim=True)
 
 
+SPREADS = ("linear", "log")
+
+
+def spread_exponents(logits: Tensor, c1: float, c2: float, spread: str = "linear") -> Tensor:
+    """Exponents w `[B, L]` from scheduler logits `[B, L]`.
+
+    linear (the paper's): w = c1 + c2·NormSig(v), arithmetic mean c1, w ∈ (c1 − c2, c1 + c2).
+    With the mean pinned, the exponents of a graded order cannot spread far: a positional
+    order's sampled order correlation stays below ≈ 0.38 for any c1 > c2 (docs/research.md).
+    log: w = c1·r^{NormSig(v)}, r = (c1 + c2)/(c1 − c2): geometric mean c1 (a scale of w is
+    only a time warp, so fixing the geometric mean fixes the same gauge), and log w spreads
+    evenly, so a geometric order (w_max / w_min up to r) is reachable; w ∈ (c1/r, c1·r),
+    so the smallest exponent can fall below the 0.05 for which importance-sampled times keep
+    a finite variance (only when one position's σ is near 0 and every other's near 1).
+    """
+    if spread == "log":
+        return c1 * torch.pow((c1 + c2) / (c1 - c2), norm_sig(logits))
+    return c1 + c2 * norm_sig(logits)
+
+
 class SmallEncoder(nn.Module):
     """A small bidirectional transformer over token ids (mask included): `[B, L]` → `[B, L, D]`."""
 
@@ -109,6 +129,11 @@ class LoMDM(Order):
             default="linear",  # measured: better than block on the lookup-chain task, 2 seeds
             description="Scheduler networks g_φ, h_ψ: one linear readout, or a transformer "
             "block + MLP head (the paper's).",
+        )
+        spread: Literal[SPREADS] = Field(
+            default="linear",
+            description="How logits become exponents: linear, c1 + c2·NormSig (the paper's), "
+            "or log, c1·((c1+c2)/(c1−c2))^NormSig (graded orders reachable).",
         )
         position_bias: bool = Field(
             default=False,
@@ -210,7 +235,8 @@ class LoMDM(Order):
         logits = head(features).squeeze(-1)  # [B, L]
         if bias is not None:
             logits = logits + bias[: logits.shape[1]]
-        return self.options.c1 + self.options.c2 * norm_sig(logits.float())
+        o = self.options
+        return spread_exponents(logits.float(), o.c1, o.c2, o.spread)
 
     def forward_schedule(self, x, base, features=None) -> PowerSchedule:
         """α_F^i(x, t) = 1 − t^{w^i(x)}; `features`: backbone hidden states of x, `[B, L, D]`."""

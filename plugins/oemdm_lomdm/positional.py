@@ -2,6 +2,9 @@
 
     w_i = c1 + c2 · NormSig(θ)_i,   θ ∈ R^L free parameters,   α^i(t) = 1 − t^{w_i}
 
+(or, with `spread: log`, w_i = c1 · r^{NormSig(θ)_i}, r = (c1 + c2)/(c1 − c2); see
+`oemdm_lomdm.lomdm.spread_exponents`).
+
 It is LoMDM's parameterisation with the scheduler network replaced by a free vector, so it
 isolates the order gradient: the forward schedule reads no x, the mask pattern says nothing
 about x, and the exact reverse schedule is the forward one (no reverse scheduler, no
@@ -22,7 +25,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from oemdm_core import Order
-from oemdm_lomdm.lomdm import norm_sig
+from oemdm_lomdm.lomdm import SPREADS, spread_exponents
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.training_options import LearnedOrderOptions
 
@@ -38,6 +41,9 @@ class PositionalOrder(Order):
         c1: float = Field(default=0.7, gt=0, allow_inf_nan=False, description="Centre of w.")
         c2: float = Field(
             default=0.65, ge=0, allow_inf_nan=False, description="Spread: w ∈ (c1 − c2, c1 + c2)."
+        )
+        spread: Literal[SPREADS] = Field(
+            default="linear", description="linear: c1 + c2·NormSig(θ); log: c1·r^NormSig(θ)."
         )
         init: Literal["flat", "left_to_right", "right_to_left"] = Field(
             default="flat", description="θ at the start: 0, or linear in the position."
@@ -84,7 +90,8 @@ class PositionalOrder(Order):
                 "positional order is not bound to a backbone; build it inside OeMDM "
                 "(which calls bind)"
             )
-        return self.options.c1 + self.options.c2 * norm_sig(self.theta[:length])
+        o = self.options
+        return spread_exponents(self.theta[:length], o.c1, o.c2, o.spread)
 
     def forward_schedule(self, x, base, features=None) -> PowerSchedule:
         """α^i = 1 − t^{w_i} for every row of `x: [B, L]`."""
