@@ -243,6 +243,8 @@ VARIANTS = {
     "pos-ltr-init": Variant({"name": "positional", "init": "left_to_right", "init_scale": 30.0}),
     "soft-ltr": Variant("soft-ltr", frozen_order=True),
     "geo-ltr": Variant("geo-ltr", frozen_order=True),
+    "y-first": Variant("y-first", frozen_order=True),
+    "r-first": Variant("r-first", frozen_order=True),
     "lomdm": Variant({"name": "lomdm"}),
     "lomdm-K8": Variant({"name": "lomdm", "K": 8}),
     "lomdm-lr30": Variant({"name": "lomdm"}, theta_lr=30.0),
@@ -407,6 +409,7 @@ def probe(args) -> list[dict]:
                 "descent_order_score": w_order_score(descent),
                 "descent_r_minus_y": float(descent[0::2].mean() - descent[1::2].mean()),
                 "max_abs_z": float((mean / se).abs().max()),
+                "landscape": landscape(model, task),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -424,9 +427,48 @@ def probe(args) -> list[dict]:
     return rows
 
 
+def report(args) -> list[dict]:
+    """A markdown table of coadapt runs (`--inputs` JSON files or coadapt logs, comma-separated)."""
+    rows = []
+    for path in args.inputs.split(","):
+        text = Path(path).read_text()
+        if path.endswith(".json"):
+            rows += json.loads(text)
+        else:  # a coadapt log: one JSON line per run, with its final trajectory point
+            for line in text.splitlines():
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    rows.append({**r, "trajectory": [r["final"]] if r.get("final") else []})
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "variant" in r:
+            groups.setdefault((r["task"], r["variant"], r["steps"]), []).append(r)
+    print(
+        "| task | variant | steps | seeds | NELBO bits/token (per seed) | mean ± SE | "
+        "w: y / r | w order score | sampled order corr. |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (task, variant, steps), rs in groups.items():
+        values = torch.tensor([r["nelbo"] for r in rs], dtype=torch.float64)
+        se = float(values.std() / len(values) ** 0.5) if len(values) > 1 else float("nan")
+        finals = [r["trajectory"][-1] for r in rs if r["trajectory"]]
+        wy = " ; ".join(f"{f['w_y']:.2f} / {f['w_r']:.2f}" for f in finals) or "–"
+        score = " ; ".join(f"{f['w_order_score']:+.2f}" for f in finals) or "–"
+        per_seed = " / ".join(
+            f"{v:.3f} ± {r['nelbo_se']:.3f}" for v, r in zip(values.tolist(), rs, strict=True)
+        )
+        corr = " ; ".join(f"{r['sampled_corr']:+.2f}" for r in rs)
+        print(
+            f"| {task} | {variant} | {steps} | {len(rs)} | {per_seed} | "
+            f"{float(values.mean()):.3f} ± {se:.3f} | {wy} | {score} | {corr} |"
+        )
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("what", choices=["ceiling", "oracle-train", "coadapt", "probe"])
+    p.add_argument("what", choices=["ceiling", "oracle-train", "coadapt", "probe", "report"])
+    p.add_argument("--inputs", default="", help="report: JSON files of coadapt runs")
     p.add_argument("--sequences", type=int, default=512)
     p.add_argument("--draws", type=int, default=8)
     p.add_argument("--steps", type=int, default=1000)
@@ -441,10 +483,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = {"ceiling": ceiling, "oracle-train": oracle_train, "coadapt": coadapt, "probe": probe}[
-        args.what
-    ](args)
-    if args.out is not None:
+    commands = {
+        "ceiling": ceiling,
+        "oracle-train": oracle_train,
+        "coadapt": coadapt,
+        "probe": probe,
+        "report": report,
+    }
+    rows = commands[args.what](args)
+    if args.out is not None and args.what != "report":
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
     return 0
