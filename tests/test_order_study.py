@@ -16,8 +16,8 @@ def test_order_measures_say_left_to_right_is_positive():
     decreasing = torch.linspace(1.3, 0.1, study.LENGTH)
     assert study.w_order_score(decreasing) == pytest.approx(1.0)
     assert study.w_order_score(decreasing.flip(0)) == pytest.approx(-1.0)
-    assert study.sampled_order_corr(decreasing) > 0.5
-    assert study.sampled_order_corr(decreasing.flip(0)) < -0.5
+    assert study.sampled_order_corr(decreasing) > 0.4
+    assert study.sampled_order_corr(decreasing.flip(0)) < -0.4
     assert abs(study.sampled_order_corr(torch.full((study.LENGTH,), 0.7))) < 0.02
 
 
