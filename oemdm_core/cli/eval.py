@@ -12,8 +12,7 @@ from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 NAME = "eval"
-# oemdm_core.interfaces.grids.GRIDS, spelled out so that `--help` does not import torch
-# (tests/test_sampling_grid.py checks that the two agree).
+# = oemdm_core.interfaces.grids.GRIDS (tested), spelled out: `--help` imports no torch
 GRID_CHOICES = ("uniform", "equal-reveal")
 HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
 
@@ -211,15 +210,8 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     set_reverse_scheduler(model, args.reverse_scheduler)
     cfg = evaluation_config(args, cfg, model.backbone.max_length)
     ev = cfg.evaluation
-    nelbo = partial(
-        evaluate,
-        model,
-        mode=ev.mode,
-        num_times=ev.num_times,
-        seed=ev.seed,
-        steps=args.steps,
-        grid=args.grid,
-    )
+    bound = {"steps": args.steps, "grid": args.grid}  # L_T on the sampler's grid, if given
+    nelbo = partial(evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, **bound)
     score = (
         nelbo
         if scorer is None

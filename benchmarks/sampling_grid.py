@@ -1,0 +1,194 @@
+"""L_T and generative perplexity on the uniform and the equal-reveal sampling grid (issue 19,
+part 4), beside the continuous NELBO.
+
+For each trained run (mdm, lomdm, genmd4 by default) and each T: the discrete-time bound L_T
+on the test split as `oemdm eval --steps T --grid G` reports it (uniform: importance-mapped
+stratified times, one step each; equal-reveal: simulated paths, `oemdm_core.nelbo.grid`),
+its gap to the continuous NELBO, and samples of the `ancestral` sampler with the same T and
+grid, scored by an AR judge trained on the same data (generative perplexity) and, for the
+lookup-chain task, the fraction of valid chains.
+
+    python benchmarks/sampling_grid.py --runs runs/grid            # mdm, lomdm, genmd4; judge ar
+    python benchmarks/sampling_grid.py --runs runs/grid --models lomdm --steps 64
+
+`--runs DIR` holds one `oemdm train` run per model (DIR/mdm, DIR/lomdm, …, DIR/ar); the
+commands that trained them are in docs/benchmarks.md. One more model is defined here: the
+fixed soft left-to-right order inside LoMDM's family (issue 19's table), α^i = 1 − t^{w_i}
+with w geometric from c1 + c2 = 1.35 at the first position down to c1 − c2 = 0.05 at the
+last, where the uniform grid leaves most late positions for its last step:
+
+    python benchmarks/sampling_grid.py --runs runs/grid --train-soft 3000   # trains DIR/soft-l2r
+    python benchmarks/sampling_grid.py --runs runs/grid --models soft-l2r
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oemdm_core import Order, hookimpl, registry
+from oemdm_core.interfaces import GRIDS
+from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+from oemdm_core.runtime.data_cache import build_data, eval_batches
+from oemdm_core.runtime.evaluation.likelihood import evaluate
+from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
+from oemdm_core.runtime.restore import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lookup_chain_task import is_valid  # noqa: E402
+
+
+class SoftLeftToRight(Order):
+    """Fixed α^i(t) = 1 − t^{w_i}, w geometric from `high` (position 0) to `low` (L − 1)."""
+
+    name = "soft-l2r"
+    times = "importance"  # power laws with w < ½: uniform t gives a heavy-tailed loss
+
+    def forward_schedule(self, x, base, features=None):
+        from oemdm_lomdm import PowerSchedule
+
+        length = x.shape[1]
+        w = torch.logspace(math.log10(1.35), math.log10(0.05), length, device=x.device)
+        return PowerSchedule(w.expand(x.shape[0], length))
+
+
+@hookimpl
+def register_orders(register):
+    register(SoftLeftToRight)
+
+
+registry.register_plugin(sys.modules[__name__], name="sampling-grid-benchmark")
+
+
+def train_soft(runs: Path, steps: int) -> None:
+    """Train DIR/soft-l2r with the settings of the CLI runs (docs/benchmarks.md)."""
+    from oemdm_core.runtime.experiment import load_config
+    from oemdm_core.runtime.trainer import fit
+
+    overrides = [
+        f"data.dataset={{name: text-files, paths: [{runs / 'chain.txt'}]}}",
+        "data.length=32",
+        f"data.cache_dir={runs / 'cache'}",
+        "model.backbone={name: transformer, preset: tiny, d_model: 64, n_layers: 2, n_heads: 2}",
+        "model.order={name: soft-l2r}",
+        f"training.steps={steps}",
+        "training.batch_size=64",
+        "training.lr=0.003",
+        "training.warmup_steps=100",
+        "training.eval_every=0",
+        "training.checkpoint_every=0",
+        "training.progress=false",
+        "training.log_every=50",
+        "training.device=cpu",
+        "sampling.num_samples=0",
+        "evaluation.split=test",
+        "evaluation.max_sequences=128",
+        f"training.run_dir={runs / 'soft-l2r'}",
+    ]
+    fit(load_config(overrides=overrides))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", required=True, help="directory with one run per model")
+    p.add_argument("--models", default="mdm,lomdm,genmd4", help="comma-separated run names")
+    p.add_argument("--judge", default="ar", help="run name of the AR judge (same data)")
+    p.add_argument("--steps", default="16,64,128", help="comma-separated T")
+    p.add_argument("--sequences", type=int, default=128, help="test sequences evaluated")
+    p.add_argument("--times", type=int, default=16, help="uniform grid: times per sequence")
+    p.add_argument("--paths", type=int, default=4, help="equal-reveal: paths per sequence")
+    p.add_argument("--continuous-times", type=int, default=32, help="continuous NELBO points")
+    p.add_argument("--samples", type=int, default=128, help="samples per (model, T, grid)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--train-soft", type=int, metavar="STEPS", help="train DIR/soft-l2r first")
+    return p.parse_args(argv)
+
+
+def test_batches(run: Path, sequences: int):
+    """(model, the run's test batches `[≤32, L]`, its decode) of a finished run."""
+    model, cfg, _, ckpt = load_checkpoint(str(run))
+    cfg = cfg.model_copy(
+        update={"evaluation": cfg.evaluation.model_copy(update={"split": "test"})}
+    )
+    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
+    return model.eval(), eval_batches(data.evaluation, 32, sequences), data.decode
+
+
+def bits(result) -> tuple[float, float]:
+    return result.bits_per_token, result.stderr_bits
+
+
+def measure(args, name: str, judge) -> list[dict]:
+    model, batches, decode = test_batches(Path(args.runs) / name, args.sequences)
+    start = time.time()
+    nelbo, nelbo_se = bits(evaluate(model, batches, num_times=args.continuous_times))
+    rows = []
+    for steps in [int(s) for s in args.steps.split(",")]:
+        for grid in GRIDS:
+            times = args.times if grid == "uniform" else args.paths
+            mode = "monte-carlo" if grid == "uniform" else "deterministic"
+            bound = evaluate(model, batches, mode=mode, num_times=times, steps=steps, grid=grid)
+            sampler = registry.build("sampler", "ancestral", steps=steps, grid=grid)
+            drawn = sampler.sample(model, args.samples, generator=torch.Generator().manual_seed(0))
+            gen = generative_perplexity(drawn.tokens, judge)
+            valid = float(np.mean([is_valid(decode(r)) for r in drawn.tokens.tolist()]))
+            rows.append(
+                {
+                    "model": name,
+                    "T": steps,
+                    "grid": grid,
+                    "L_T": bound.bits_per_token,
+                    "L_T_se": bound.stderr_bits,
+                    "gap": bound.bits_per_token - nelbo,
+                    "gap_se": math.hypot(bound.stderr_bits, nelbo_se),
+                    "nelbo": nelbo,
+                    "nelbo_se": nelbo_se,
+                    "gen_ppl": gen.perplexity,
+                    "valid": valid,
+                    "nfe": drawn.nfe,
+                }
+            )
+            print(row_line(rows[-1]), flush=True)
+    print(f"# {name}: {time.time() - start:.0f} s", flush=True)
+    return rows
+
+
+HEADER = (
+    "| model | T | grid | L_T (bits/tok) | L_T − NELBO | NELBO (continuous) | gen-PPL (AR judge) "
+    "| valid chains | NFE |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def row_line(r: dict) -> str:
+    return (
+        f"| {r['model']} | {r['T']} | {r['grid']} | {r['L_T']:.3f} ± {r['L_T_se']:.3f} "
+        f"| {r['gap']:+.3f} ± {r['gap_se']:.3f} | {r['nelbo']:.3f} ± {r['nelbo_se']:.3f} "
+        f"| {r['gen_ppl']:.3f} | {r['valid']:.2f} | {r['nfe']:.0f} |"
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.train_soft:
+        train_soft(Path(args.runs), args.train_soft)
+        return 0
+    judge, _, _ = test_batches(Path(args.runs) / args.judge, 1)
+    print(HEADER, flush=True)
+    rows = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        rows += measure(args, name, judge)
+    print("\n" + HEADER)
+    for r in rows:
+        print(row_line(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
