@@ -2,9 +2,10 @@
 part 4), beside the continuous NELBO.
 
 For each trained run (mdm, lomdm, genmd4 by default) and each T: the discrete-time bound L_T
-on the test split as `oemdm eval --steps T --grid G` reports it (uniform: importance-mapped
-stratified times, one step each; equal-reveal: simulated paths, `oemdm_core.nelbo.grid`),
-its gap to the continuous NELBO, and samples of the `ancestral` sampler with the same T and
+on the test split for both grids, from simulated paths (`oemdm_core.nelbo.grid`; what
+`oemdm eval --steps T --grid equal-reveal` reports, and on the uniform grid an unbiased
+estimate of the L_T that `oemdm eval --steps T` reports, with lower variance), its gap to the
+continuous NELBO (deterministic, as `oemdm eval`; paired over the same sequences), and samples of the `ancestral` sampler with the same T and
 grid, scored by an AR judge trained on the same data (generative perplexity) and, for the
 lookup-chain task, the fraction of valid chains.
 
@@ -34,9 +35,10 @@ import torch
 
 from oemdm_core import Order, hookimpl, registry
 from oemdm_core.interfaces import GRIDS
+from oemdm_core.nelbo import discrete_nelbo_on_grid
 from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
 from oemdm_core.runtime.data_cache import build_data, eval_batches
-from oemdm_core.runtime.evaluation.likelihood import evaluate
+from oemdm_core.runtime.evaluation.likelihood import evaluation_times
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
 from oemdm_core.runtime.restore import load_checkpoint
 
@@ -101,8 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--judge", default="ar", help="run name of the AR judge (same data)")
     p.add_argument("--steps", default="16,64,128", help="comma-separated T")
     p.add_argument("--sequences", type=int, default=128, help="test sequences evaluated")
-    p.add_argument("--times", type=int, default=16, help="uniform grid: times per sequence")
-    p.add_argument("--paths", type=int, default=4, help="equal-reveal: paths per sequence")
+    p.add_argument("--paths", type=int, default=4, help="L_T: simulated paths per sequence")
     p.add_argument("--continuous-times", type=int, default=32, help="continuous NELBO points")
     p.add_argument("--samples", type=int, default=128, help="samples per (model, T, grid)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -113,27 +114,52 @@ def parse_args(argv=None) -> argparse.Namespace:
 def test_batches(run: Path, sequences: int):
     """(model, the run's test batches `[≤32, L]`, its decode) of a finished run."""
     model, cfg, _, ckpt = load_checkpoint(str(run))
-    cfg = cfg.model_copy(
-        update={"evaluation": cfg.evaluation.model_copy(update={"split": "test"})}
-    )
+    cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"split": "test"})})
     data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
     return model.eval(), eval_batches(data.evaluation, 32, sequences), data.decode
 
 
-def bits(result) -> tuple[float, float]:
-    return result.bits_per_token, result.stderr_bits
+@torch.no_grad()
+def continuous_per_sequence(model, batches, points: int) -> torch.Tensor:
+    """The deterministic continuous NELBO of every sequence, `[N]` nats (as `oemdm eval`)."""
+    values = []
+    for b, x in enumerate(batches):
+        total = torch.zeros(x.shape[0], dtype=torch.float64)
+        for j in range(points):
+            t, weight = evaluation_times(x.shape[0], j, points, "deterministic")
+            g = torch.Generator().manual_seed(b * 10_007 + j)
+            total += model.nelbo(x, t=t, generator=g).total.double() * weight
+        values.append(total / points)
+    return torch.cat(values)
+
+
+@torch.no_grad()
+def bound_per_sequence(model, batches, steps: int, grid: str, paths: int) -> torch.Tensor:
+    """L_T on `grid` of every sequence, `[N]` nats: the mean of `paths` simulated paths."""
+    values = []
+    for b, x in enumerate(batches):
+        total = torch.zeros(x.shape[0], dtype=torch.float64)
+        for j in range(paths):
+            g = torch.Generator().manual_seed(b * 10_007 + j)
+            total += discrete_nelbo_on_grid(model, x, steps, grid, g).total.double()
+        values.append(total / paths)
+    return torch.cat(values)
+
+
+def mean_se(values: torch.Tensor, scale: float) -> tuple[float, float]:
+    return float(values.mean()) / scale, float(values.std() / len(values) ** 0.5) / scale
 
 
 def measure(args, name: str, judge) -> list[dict]:
     model, batches, decode = test_batches(Path(args.runs) / name, args.sequences)
+    scale = model.length * math.log(2.0)  # nats per sequence → bits per token
     start = time.time()
-    nelbo, nelbo_se = bits(evaluate(model, batches, num_times=args.continuous_times))
+    continuous = continuous_per_sequence(model, batches, args.continuous_times)
+    nelbo, nelbo_se = mean_se(continuous, scale)
     rows = []
     for steps in [int(s) for s in args.steps.split(",")]:
         for grid in GRIDS:
-            times = args.times if grid == "uniform" else args.paths
-            mode = "monte-carlo" if grid == "uniform" else "deterministic"
-            bound = evaluate(model, batches, mode=mode, num_times=times, steps=steps, grid=grid)
+            bound = bound_per_sequence(model, batches, steps, grid, args.paths)
             sampler = registry.build("sampler", "ancestral", steps=steps, grid=grid)
             drawn = sampler.sample(model, args.samples, generator=torch.Generator().manual_seed(0))
             gen = generative_perplexity(drawn.tokens, judge)
@@ -143,10 +169,9 @@ def measure(args, name: str, judge) -> list[dict]:
                     "model": name,
                     "T": steps,
                     "grid": grid,
-                    "L_T": bound.bits_per_token,
-                    "L_T_se": bound.stderr_bits,
-                    "gap": bound.bits_per_token - nelbo,
-                    "gap_se": math.hypot(bound.stderr_bits, nelbo_se),
+                    **dict(zip(("L_T", "L_T_se"), mean_se(bound, scale), strict=True)),
+                    # paired over the same sequences: the data's spread cancels
+                    **dict(zip(("gap", "gap_se"), mean_se(bound - continuous, scale), strict=True)),
                     "nelbo": nelbo,
                     "nelbo_se": nelbo_se,
                     "gen_ppl": gen.perplexity,
