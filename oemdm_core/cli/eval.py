@@ -12,6 +12,8 @@ from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 NAME = "eval"
+# = oemdm_core.interfaces.grids.GRIDS (tested), spelled out: `--help` imports no torch
+GRID_CHOICES = ("uniform", "equal-reveal")
 HELP = "Evaluate a checkpoint: bits/token and perplexity (deterministic by default)."
 
 
@@ -57,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--length", type=positive_int, help="Sequence length (default: the model's)."
     )
     parser.add_argument("--steps", type=positive_int, help="Evaluate the discrete-time bound L_T.")
+    parser.add_argument(
+        "--grid",
+        choices=list(GRID_CHOICES),
+        default="uniform",
+        help="--steps: the sampling grid of L_T, as the sampler's `grid` option: uniform "
+        "(t_k = k/T) or equal-reveal (--num-times simulated paths per sequence).",
+    )
     parser.add_argument("--json", metavar="FILE", help="Also write the results as JSON.")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps.")
     parser.add_argument(
@@ -130,7 +139,10 @@ def metrics_table(metrics: dict[str, object]) -> str:
 
 
 def check_sample_arguments(args: argparse.Namespace) -> None:
-    """--judge, --sampler and --sampler-set only make sense with --samples."""
+    """--judge, --sampler and --sampler-set only make sense with --samples; --grid with
+    --steps."""
+    if args.grid != "uniform" and args.steps is None:
+        raise ValueError(f"--grid {args.grid} is the grid of the T-step bound: add --steps T")
     if args.judge and not args.samples:
         raise ValueError(f"--judge {args.judge} scores samples: add --samples N (N >= 1)")
     if (args.sampler or args.sampler_options) and not args.samples:
@@ -198,9 +210,8 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     set_reverse_scheduler(model, args.reverse_scheduler)
     cfg = evaluation_config(args, cfg, model.backbone.max_length)
     ev = cfg.evaluation
-    nelbo = partial(
-        evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, steps=args.steps
-    )
+    bound = {"steps": args.steps, "grid": args.grid}  # L_T on the sampler's grid, if given
+    nelbo = partial(evaluate, model, mode=ev.mode, num_times=ev.num_times, seed=ev.seed, **bound)
     score = (
         nelbo
         if scorer is None

@@ -1,6 +1,6 @@
 """The interfaces plugins implement, one module per component kind, and the shared pieces
 their implementations call: the token draws (`draws`), the segment protocol of samplers
-(`segment`), and the requirements of structured fast paths (`requirements`).
+(`segment`) and their time grids (`grids`), and the requirements of structured fast paths (`requirements`).
 
 This package is what a plugin author reads. It imports only the plugin machinery.
 """
@@ -9,6 +9,7 @@ from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOu
 from oemdm_core.interfaces.data import Dataset, Tokenizer
 from oemdm_core.interfaces.draws import gumbel_noise, sample_tokens, top_p_filter, uniform
 from oemdm_core.interfaces.estimator import Estimator
+from oemdm_core.interfaces.grids import GRIDS, StepGrid, equal_reveal_time
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import (
     PositionSchedule,
@@ -30,6 +31,7 @@ from oemdm_core.interfaces.segment import (
 
 __all__ = [
     "ATTENTION_MODES",
+    "GRIDS",
     "Backbone",
     "BaseSchedule",
     "Dataset",
@@ -46,10 +48,12 @@ __all__ = [
     "SegmentResult",
     "SegmentSampler",
     "SlicedSchedule",
+    "StepGrid",
     "Tokenizer",
     "WindowedSchedule",
     "block_order_size",
     "block_windows",
+    "equal_reveal_time",
     "gumbel_noise",
     "initial_state",
     "left_to_right_problems",

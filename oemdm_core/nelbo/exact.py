@@ -7,7 +7,8 @@ methods (`alpha`, `one_minus_alpha`, `velocity`, `unmask_probability`).
 - The expectation over `z_t ~ q(· | x)` at a fixed time is a sum over all 2^L masks.
 - The integral over t uses Gauss–Legendre quadrature in float64 on each piece between
   breakpoints (window edges of block orders, a grading towards t = 0).
-- The discrete-time bound L_T is the sum over the T steps of the exact expectations.
+- The discrete-time bound L_T is the sum over the T steps of the exact expectations; on a
+  state-dependent grid, the expectation over every path of the chain (a tree of states).
 
 Every function is plain torch: with gradients enabled, `torch.autograd` on the result gives the
 exact gradient of the enumerated objective (for the quadrature rule used), e.g. for learned
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.backbone import DenoiserOutput
+from oemdm_core.interfaces.grids import equal_reveal_time
 
 
 @dataclass
@@ -146,17 +148,23 @@ class MaskEnumeration:
         sz = self._times(s, tz.shape[0])
         a_r = reverse.unmask_probability(sz, tz).to(torch.float64)
         a_r = a_r.view(batch, self.num_masks, length)
-        kl = (
-            torch.xlogy(a_f, a_f)
-            - torch.xlogy(a_f, a_r)
-            + torch.xlogy(1.0 - a_f, 1.0 - a_f)
-            - torch.xlogy(1.0 - a_f, 1.0 - a_r)
-        )
+        kl = _bernoulli_kl(a_f, a_r)
         zero = torch.zeros((), dtype=torch.float64, device=ce.device)
         m = self.masks[None]
         reconstruction = torch.where(m, a_f * ce, zero).sum(-1)
         matching = torch.where(m, kl, zero).sum(-1)
         return (prob * reconstruction).sum(-1), (prob * matching).sum(-1)
+
+
+def _bernoulli_kl(a: Tensor, b: Tensor) -> Tensor:
+    """KL(Bern(a) ‖ Bern(b)) elementwise, 0·log 0 = 0 (written here again on purpose: the
+    reference shares no code with the estimators it checks)."""
+    return (
+        torch.xlogy(a, a)
+        - torch.xlogy(a, b)
+        + torch.xlogy(1 - a, 1 - a)
+        - torch.xlogy(1 - a, 1 - b)
+    )
 
 
 def _terms(reconstruction: Tensor, matching: Tensor) -> ExactTerms:
@@ -226,3 +234,51 @@ def exact_ar_nll(model, x: Tensor) -> Tensor:
     t = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     logp = torch.log_softmax(model.denoise(x, t).logits.to(torch.float64), dim=-1)
     return -logp.gather(-1, x[..., None]).squeeze(-1).sum(-1)
+
+
+def exact_discrete_nelbo_on_grid(model, x: Tensor, steps: int, grid: str) -> ExactTerms:
+    """L_T(x) on a sampling grid that may depend on the state (`equal-reveal`), exactly:
+    the expectation over every path of the chain of `oemdm_core.nelbo.grid` (start all
+    masked at t = 1; each step ends at the grid's s for the state; each masked position
+    un-masks with probability a_F(s, t)), by expanding all `2^n` outcomes of every step.
+    `[B]` each, float64 nats per sequence. Paths grow as (T + 1)^L: keep L·log T small.
+    """
+    model.check_tokens(x)
+    batch, length = x.shape
+    outcomes = all_masks(length, x.device)  # [M, L] True = un-masked in the step
+    z = torch.full_like(x, model.mask_id)  # the frontier: states, their rows, times, weights
+    row = torch.arange(batch, device=x.device)
+    t = torch.ones(batch, dtype=torch.float64, device=x.device)
+    weight = torch.ones(batch, dtype=torch.float64, device=x.device)
+    reconstruction = torch.zeros(batch, dtype=torch.float64, device=x.device)
+    matching = torch.zeros_like(reconstruction)
+    for k in range(steps, 0, -1):
+        masked = z == model.mask_id
+        out = model.denoise(z, t)
+        reverse = model.reverse_schedule(z, t, out)
+        if grid == "uniform":
+            s = torch.full_like(t, (k - 1) / steps)
+        else:
+            s = equal_reveal_time(reverse, masked, t, k).to(torch.float64)
+        a_f = model.forward_schedule(x[row]).unmask_probability(s, t).to(torch.float64)
+        a_r = reverse.unmask_probability(s, t).to(torch.float64)
+        logp = torch.log_softmax(out.logits.to(torch.float64), dim=-1)
+        ce = -logp.gather(-1, x[row][..., None]).squeeze(-1)
+        kl = _bernoulli_kl(a_f, a_r)
+        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+        reconstruction.index_add_(0, row, weight * torch.where(masked, a_f * ce, zero).sum(-1))
+        matching.index_add_(0, row, weight * torch.where(masked, kl, zero).sum(-1))
+        if k == 1:
+            break
+        # every outcome of the step: [P, M] probabilities of revealing exactly that subset
+        reveal = outcomes[None] & masked[:, None]  # [P, M, L]
+        possible = (outcomes[None] == reveal).all(-1)  # the outcome reveals masked ones only
+        prob = torch.where(
+            reveal, a_f[:, None], torch.where(masked[:, None], 1.0 - a_f[:, None], 1.0)
+        ).prod(-1)
+        keep = possible & (prob > 0)
+        state, outcome = keep.nonzero(as_tuple=True)
+        z = torch.where(outcomes[outcome], x[row[state]], z[state])
+        weight = weight[state] * prob[state, outcome]
+        row, t = row[state], s[state]
+    return _terms(reconstruction, matching)

@@ -32,8 +32,11 @@ Both are probabilities iff 0 ≤ σ^i ≤ σ_max^i = min(1, (1 − α_s^i) / α_
                 original runs use t_on = 0.55, t_off = 0.05, η = 0.02 and α = 0.9 in the
                 loop: t_loop = 0.1 with the linear schedule.
 
-Remasking is active while t_off < τ ≤ t_on (for the first three strategies τ = t; with
-t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks everything.
+Remasking is active while t_off < τ ≤ t_on (for the first three strategies τ = t on the
+uniform grid; with t_on < 1 it is ReMDM-"switch"); the last step (s = 0, σ_max = 0) un-masks
+everything. `grid: equal-reveal` (not with `loop`) ends each step where the reverse schedule
+expects n/k of the n masked positions to un-mask (`oemdm_core.interfaces.grids`); τ = k/T is
+then the fraction of steps still to run.
 Positions given by the caller are never re-masked.
 With η = 0 every step is exactly the ancestral sampler's: the same uniform draw decides
 un-masking (masked positions) and re-masking (decoded positions, disjoint), so the random
@@ -51,6 +54,7 @@ from torch import Tensor
 
 from oemdm_core import SampleResult
 from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
+from oemdm_core.interfaces.grids import GRID_DESCRIPTION, GridName, StepGrid
 from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, whole_sequence
 
 
@@ -113,6 +117,7 @@ class RemaskingSampler(SegmentSampler):
         history: bool = Field(
             default=True, description="Record states, σ and re-masked positions per step."
         )
+        grid: GridName = Field(default="uniform", description=GRID_DESCRIPTION)
 
         @model_validator(mode="after")
         def _remasking_window(self) -> RemaskingSampler.Options:
@@ -125,6 +130,11 @@ class RemaskingSampler(SegmentSampler):
                 raise ValueError(
                     f"strategy 'loop' needs 0 < t_off < t_on < 1 (e.g. t_off=0.05, t_on=0.55), "
                     f"got t_off={self.t_off}, t_on={self.t_on}"
+                )
+            if self.strategy == "loop" and self.grid != "uniform":
+                raise ValueError(
+                    f"strategy 'loop' sets its own model times on the uniform grid, got "
+                    f"grid={self.grid!r}; use grid='uniform' (or another strategy)"
                 )
             return self
 
@@ -185,23 +195,26 @@ class RemaskingSampler(SegmentSampler):
         reuse = o.cache and not segment.uses_time
         out, nfe, changed, steps_used = None, 0, True, 0
         width = segment.t_start - segment.t_end
+        grid = StepGrid(o.grid, o.steps, z.shape[0], segment.t_start, segment.t_end, z.device)
         for step, k in enumerate(range(o.steps, 0, -1)):
             masked = z == mask_id
-            tau = k / o.steps  # sampler time: the fraction of the segment still to run
+            tau = k / o.steps  # sampler time: the fraction of the steps still to run
             if not bool(masked.any()) and (o.eta == 0 or tau <= o.t_off):
                 break  # nothing left to do (with remasking ahead, tokens may still be revised)
             if o.strategy == "loop":
                 t_k = segment.t_end + width * self.model_time(tau)
-                s_k = segment.t_end + width * self.model_time((k - 1) / o.steps)
+                t = torch.full((z.shape[0],), t_k, device=z.device)
             else:  # the ancestral sampler's grid, bit for bit
-                t_k = segment.t_end + width * k / o.steps
-                s_k = segment.t_end + width * (k - 1) / o.steps
-            t = torch.full((z.shape[0],), t_k, device=z.device)
-            s = torch.full((z.shape[0],), s_k, device=z.device)
+                t = grid.start(step)
             if out is None or changed or not reuse:
                 out = segment.denoise(z, t)
                 nfe += 1
             reverse = segment.schedule(z, t, out)
+            if o.strategy == "loop":
+                s_k = segment.t_end + width * self.model_time((k - 1) / o.steps)
+                s = torch.full((z.shape[0],), s_k, device=z.device)
+            else:
+                s = grid.end(step, reverse, masked, t)
             prob = reverse.unmask_probability(s, t).to(torch.float64)  # [N, n], a_R
             decoded = ~masked & ~keep
             sigma = torch.zeros_like(prob)
