@@ -111,6 +111,19 @@ def task_data(task: str, num: int, seed: int) -> Tensor:
 
 
 @torch.no_grad()
+def grid_bpt(model: OeMDM, x: Tensor, steps: int, draws: int = 4, seed: int = 0):
+    """L_T on the equal-reveal grid (simulated paths): mean and SE across sequences, bits/token."""
+    from oemdm_core.nelbo.grid import discrete_nelbo_on_grid
+
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros(x.shape[0], dtype=torch.float64)
+    for _ in range(draws):
+        total += discrete_nelbo_on_grid(model, x, steps, "equal-reveal", g).total.double()
+    v = total / draws / BITS
+    return float(v.mean()), float(v.std() / len(v) ** 0.5)
+
+
+@torch.no_grad()
 def nelbo_bpt(
     model: OeMDM,
     x: Tensor,
@@ -166,8 +179,8 @@ def weights_of(model: OeMDM, x: Tensor) -> Tensor | None:
 
 def ceiling(args) -> list[dict]:
     rows = []
-    names = ["mdm", "ar", "block4", "soft-ltr", "soft-rtl", "geo-ltr", "r-first", "y-first"]
-    for task in ("lookup_chain", "reverse_lookup_chain"):
+    names = args.orders.split(",")
+    for task in args.tasks.split(","):
         x = task_data(task, args.sequences, seed=999)
         for name in names:
             model = build(order_spec(name), {"name": "oracle"}, task)
@@ -175,6 +188,8 @@ def ceiling(args) -> list[dict]:
             row["nelbo"], row["nelbo_se"] = nelbo_bpt(model, x, args.draws)
             for T in (16, 32, 64, 128):
                 row[f"L_{T}"], row[f"L_{T}_se"] = nelbo_bpt(model, x, args.draws, steps=T)
+            if name in args.equal_reveal.split(","):  # slow: T oracle calls per path
+                row["ER_64"], row["ER_64_se"] = grid_bpt(model, x[:128], 64, draws=1)
             w = weights_of(model, x[:1])
             row["sampled_corr"] = None if w is None else sampled_order_corr(w[0])
             rows.append(row)
@@ -468,6 +483,16 @@ def report(args) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("what", choices=["ceiling", "oracle-train", "coadapt", "probe", "report"])
+    p.add_argument(
+        "--equal-reveal",
+        default="",
+        help="ceiling: orders to give L_64 on the equal-reveal grid (128 sequences, one path each)",
+    )
+    p.add_argument(
+        "--orders",
+        default="mdm,ar,block4,soft-ltr,soft-rtl,geo-ltr,r-first,y-first",
+        help="ceiling: the fixed orders",
+    )
     p.add_argument("--inputs", default="", help="report: JSON files of coadapt runs")
     p.add_argument("--sequences", type=int, default=512)
     p.add_argument("--draws", type=int, default=8)
