@@ -403,7 +403,7 @@ def run_job(
         curve=read_curve(run_dir),
         run_dir=str(run_dir),
         sample_texts=[data.decode(row) for row in sample.tokens.cpu().tolist()],
-        data_unigram_bits=unigram_entropy(torch.cat(batches)),
+        data_unigram_bits=unigram_entropy(torch.cat(list(batches))),
         passage_tokens=passage[0].tolist(),
         passage_text=data.decode(passage[0].tolist()),
         passage_w=None if w is None else w[0].float().cpu().tolist(),

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,10 +188,31 @@ def shard_indices(
     return out
 
 
-def eval_batches(data: Sequences, batch_size: int, max_sequences: int | None) -> list[Tensor]:
-    """The first `max_sequences` sequences of `data` in order, as batches `[≤batch_size, L]`."""
+@dataclass(frozen=True, eq=False)
+class EvalBatches(SequenceABC):
+    """The first `count` sequences of `data` in order, as batches `[≤ batch_size, L]` read
+    from `data` when indexed or iterated: memory does not grow with the number of
+    sequences, and the batches can be iterated again (same tensors each time)."""
+
+    data: Sequences
+    batch_size: int
+    count: int
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def __getitem__(self, i: int) -> Tensor:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        start = (i % len(self)) * self.batch_size
+        return self.data.get(np.arange(start, min(start + self.batch_size, self.count)))
+
+
+def eval_batches(data: Sequences, batch_size: int, max_sequences: int | None) -> EvalBatches:
+    """The first `max_sequences` sequences of `data` in order, as batches `[≤batch_size, L]`
+    (a sequence of batches, each read when it is used)."""
     n = len(data) if max_sequences is None else min(len(data), max_sequences)
-    return [data.get(np.arange(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    return EvalBatches(data, batch_size, n)
 
 
 @dataclass

@@ -42,8 +42,12 @@ def make_optimizer(
     return optimizer, scheduler
 
 
+@torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     """Move the EMA weights towards `model`'s after optimizer step `step` (0-based), with
-    decay `min(decay, (1 + step) / (10 + step))`: a short memory while training starts."""
+    decay `min(decay, (1 + step) / (10 + step))`: a short memory while training starts.
+
+    Under no_grad: an in-place lerp towards parameters that require grad would otherwise
+    record a node on each EMA weight every step, an autograd chain as long as the run."""
     d = min(decay, (1 + step) / (10 + step))
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)

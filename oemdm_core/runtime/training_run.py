@@ -30,7 +30,7 @@ from oemdm_core.runtime.checkpoints import (
     save_versioned_checkpoint,
     tokenizer_record,
 )
-from oemdm_core.runtime.data_cache import Data, build_data, eval_batches
+from oemdm_core.runtime.data_cache import Data, EvalBatches, build_data, eval_batches
 from oemdm_core.runtime.device import resolve_device
 from oemdm_core.runtime.evaluation.likelihood import EvalResult, evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, TrainingConfig
@@ -113,7 +113,7 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     log: RunLogger
     groups: dict[str, list[nn.Parameter]]
-    eval_data: list[Tensor]
+    eval_data: EvalBatches
     autocast: AbstractContextManager
     start_step: int
 

@@ -48,11 +48,11 @@ __all__ = [  # with the spec parsing that lived here before data_spec (old impor
 class Encoded:
     """A dataset encoded with a tokenizer.
 
-    tokens `[N]`, offsets `[D + 1]` (document d is tokens[offsets[d]:offsets[d + 1]]);
-    characters: characters of the text; unrepresentable: counts of the characters the
-    tokenizer cannot represent; handling: how they were treated ('none', 'lossy' when the
-    tokenizer encoded them to its unknown id or a changed form, 'dropped' when it refused
-    them and they were removed before encoding).
+    tokens `[N]` (uint16; int32 for vocabularies of 2^16 ids or more), offsets `[D + 1]`
+    (document d is tokens[offsets[d]:offsets[d + 1]]); characters: characters of the text;
+    unrepresentable: counts of the characters the tokenizer cannot represent; handling: how
+    they were treated ('none', 'lossy' when the tokenizer encoded them to its unknown id or a
+    changed form, 'dropped' when it refused them and they were removed before encoding).
     """
 
     tokens: np.ndarray
@@ -69,20 +69,18 @@ def encode_texts(texts: list[str], tokenizer: Tokenizer, split_lines: bool = Fal
         texts = [line for text in texts for line in text.splitlines() if line.strip()]
     bad = Counter(tokenizer.unrepresentable("".join(texts)))
     handling = "lossy" if bad else "none"
+    # Each document's ids become a compact array at once (as in the token cache): a list of
+    # Python ints costs 8 bytes or more per token, int64 another 8.
+    dtype = np.uint16 if tokenizer.vocab_size + 1 < 2**16 else np.int32
     try:
-        pieces = [tokenizer.encode(t) for t in texts]
+        pieces = [np.asarray(tokenizer.encode(t), dtype=dtype) for t in texts]
     except ValueError:  # the tokenizer refuses them: drop them, and say so
         table = {ord(c): None for c in bad}
-        pieces = [tokenizer.encode(t.translate(table)) for t in texts]
+        pieces = [np.asarray(tokenizer.encode(t.translate(table)), dtype=dtype) for t in texts]
         handling = "dropped"
-    dtype = np.int64
     offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p) for p in pieces])
-    flat = (
-        np.concatenate([np.asarray(p, dtype=dtype) for p in pieces])
-        if pieces
-        else np.zeros(0, dtype)
-    )
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
     return Encoded(flat, offsets, sum(len(t) for t in texts), dict(bad.most_common()), handling)
 
 
