@@ -83,7 +83,7 @@ def test_invalid_options_name_the_field(kind, name, options, field):
 @pytest.mark.parametrize(
     ("kind", "name", "options", "message"),
     [
-        ("schedule", "polynomial", {"p": 0.0}, "schedule[polynomial].p: got 0.0; must be > 0"),
+        ("schedule", "polynomial", {"p": 0.0}, "schedule[polynomial].p: got 0.0; must be >= 0.5"),
         ("order", "block", {"block_size": 0}, "order[block].block_size: got 0; must be >= 1"),
         ("sampler", "ancestral", {"steps": 0}, "sampler[ancestral].steps: got 0; must be >= 1"),
         ("sampler", "topk", {"top_p": 0.0}, "sampler[topk].top_p: got 0.0; must be > 0"),

@@ -15,6 +15,7 @@ from conftest import tiny_model
 from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, OeMDM, Order, PositionSchedule, registry
+from oemdm_core.errors import ConfigError
 from oemdm_core.nelbo.exact import (
     all_masks,
     all_sequences,
@@ -259,3 +260,64 @@ def test_helpers_validate_their_inputs():
         exact_discrete_nelbo(model, ALL_X[:1], 0)
     with pytest.raises(ValueError, match="breakpoints"):
         exact_nelbo(model, ALL_X[:1], breakpoints=[0.0, 0.5])
+
+
+# -- extreme base schedules (issue 24, item 4) ---------------------------------------------
+# The served extremes of the polynomial exponent (½ and 10, `P_RANGE` of oemdm_schedules)
+# next to linear, cosine and p = 1. Singular integrands p·τ^(p−1) at every window start
+# (p < 1) lose mass to a quadrature that is graded only towards t = 0: Σ_x exp(−L) was 1.09
+# for ar at p = ½.
+EXTREME_SCHEDULES = [
+    "linear",
+    "cosine",
+    *({"name": "polynomial", "p": p} for p in (0.5, 1.0, 2.0, 10.0)),
+]
+
+
+def any_order_nelbo(model: OeMDM, x: Tensor) -> Tensor:
+    """Σ_M B(|M|, L−|M|+1) Σ_{i∈M} CE_i: the mdm NELBO of a t-free denoiser, whatever the
+    base schedule (fact 3), computed without any schedule or quadrature. `[B]` float64."""
+    expected = torch.zeros(x.shape[0], dtype=torch.float64)
+    for mask in all_masks(L):
+        m = int(mask.sum())
+        if m:
+            ce = ce_table(model, torch.where(mask, model.mask_id, x), x)
+            expected += beta(m, L - m + 1) * ce[:, mask].sum(-1)
+    return expected
+
+
+@pytest.mark.parametrize("schedule", EXTREME_SCHEDULES, ids=str)
+def test_ar_bound_is_normalised_for_extreme_schedules(schedule):
+    model = tiny_model("ar", schedule, attention="causal")
+    exact = exact_nelbo(model, ALL_X).total
+    torch.testing.assert_close(exact, exact_ar_nll(model, ALL_X), atol=1e-4, rtol=0)
+    assert abs(float(torch.exp(-exact).sum()) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("schedule", EXTREME_SCHEDULES, ids=str)
+def test_mdm_bound_does_not_depend_on_extreme_schedules(schedule):
+    model = tiny_model("mdm", schedule)
+    exact = exact_nelbo(model, ALL_X).total
+    torch.testing.assert_close(exact, any_order_nelbo(model, ALL_X), atol=1e-4, rtol=0)
+    assert float(torch.exp(-exact).sum()) <= 1.0 + 1e-9
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("schedule", EXTREME_SCHEDULES, ids=str)
+def test_monte_carlo_estimate_matches_exact_for_extreme_schedules(schedule):
+    model = tiny_model("mdm", schedule)
+    x = ALL_X[::10]  # [9, 4]
+    draws = 400
+    estimate = model.nelbo(x.repeat(draws, 1), generator=torch.Generator().manual_seed(0))
+    values = estimate.total.double().view(draws, x.shape[0])
+    mean, stderr = values.mean(0), values.std(0) / math.sqrt(draws)
+    exact = any_order_nelbo(model, x)
+    assert bool(((mean - exact).abs() < 4 * stderr + 1e-6).all()), (mean, exact, stderr)
+
+
+@pytest.mark.parametrize("p", [0.01, 0.1, 0.49, 10.5, 100.0])
+def test_polynomial_exponents_the_estimators_cannot_serve_are_refused(p):
+    # Before: accepted, and the estimates were impossible (mdm, p = 0.01: Σ_x exp(−L) = 30.9,
+    # training loss 0.46 nats per sequence for a bound of 4.40).
+    with pytest.raises(ConfigError, match=rf"schedule\[polynomial\]\.p: got {p!r}; must be"):
+        registry.build("schedule", "polynomial", p=p)
