@@ -184,7 +184,7 @@ def evaluation_config(args: argparse.Namespace, cfg, max_length: int):
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     from functools import partial
 
-    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+    from oemdm_core.runtime.checkpoints import load_tokenizer_record
     from oemdm_core.runtime.data_cache import build_data, eval_batches
     from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
     from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     if args.data:
         return run_zero_shot(args, model, cfg, ckpt, specs, score, restored.tokenizer)
 
-    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
+    data = build_data(cfg, registry, load_tokenizer_record(ckpt), splits=("evaluation",))
     batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
     shown = batches
     if not args.no_progress:
