@@ -4,10 +4,13 @@ split or, with `--data`, zero-shot on several datasets; as a table and JSON."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from oemdm_core.cli.args import non_negative_int, positive_int, sampler_from_flags
+from oemdm_core.cli.args import (
+    non_negative_int,
+    positive_int,
+    sampler_from_flags,
+    write_json_report,
+)
 from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -250,7 +253,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
         metrics.update(quality)
     print(metrics_table(metrics))
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_report(args.json, metrics)
     return 0
 
 
@@ -281,5 +284,5 @@ def run_zero_shot(args, model, cfg, ckpt, specs, score, tokenizer) -> int:
             "length": cfg.data.length,
             "results": [r.as_dict() for r in rows],
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_json_report(args.json, payload)
     return 0

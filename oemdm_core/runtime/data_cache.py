@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.token_cache import (  # noqa: F401 (names that lived here)
     CACHE_ENV,
@@ -155,6 +156,8 @@ def build_data(
                 f"split {split!r} of dataset '{dataset.name}' has {len(tokens)} tokens, fewer "
                 f"than one sequence of data.length={cfg.data.length}"
             )
+        if padded:
+            check_truncation(split, dataset.name, offsets, cfg.data.length)
         return data
 
     train = seqs("train") if "train" in splits else None
@@ -167,3 +170,17 @@ def build_data(
             "train_sha256": digests["train"],
         }
     return Data(tokenizer, vocab, pad_id, train, evaluation, fingerprint)
+
+
+def check_truncation(split: str, dataset: str, offsets: np.ndarray, length: int) -> None:
+    """Refuse a padded split whose truncation to `length` tokens would drop more than half of
+    its tokens (e.g. one long document trained on as a single sequence of L tokens)."""
+    sizes = np.diff(np.asarray(offsets))
+    total, kept = int(sizes.sum()), int(np.minimum(sizes, length).sum())
+    if kept * 2 < total:
+        raise ConfigError(
+            f"data.protocol: 'padded' keeps {kept} of the {total} tokens of split {split!r} of "
+            f"dataset '{dataset}' ({len(sizes)} documents cut to data.length={length}); use "
+            "data.split_lines=true (one document per line), data.protocol=packed or a longer "
+            "data.length"
+        )

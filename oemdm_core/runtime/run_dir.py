@@ -125,7 +125,14 @@ def discard_metrics_after(run_dir: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RunDirError(
+                f"{path}: line {number} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "nothing was changed. Remove or repair that line, then resume"
+            ) from None
         try:
             if json.loads(line).get("step", 0) > step:
                 continue
