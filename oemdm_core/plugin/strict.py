@@ -14,6 +14,8 @@ from pydantic_core import PydanticCustomError
 
 
 def _wants_number(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:  # e.g. a float with bounds
+        annotation = typing.get_args(annotation)[0]
     if annotation in (int, float):
         return True
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
