@@ -17,6 +17,7 @@ fingerprint, the split and the tokenizer state, and memory-mapped on later runs
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from oemdm_core.errors import ConfigError
+from oemdm_core.errors import OeMDMWarning
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.token_cache import (  # noqa: F401 (names that lived here)
     CACHE_ENV,
@@ -173,14 +174,16 @@ def build_data(
 
 
 def check_truncation(split: str, dataset: str, offsets: np.ndarray, length: int) -> None:
-    """Refuse a padded split whose truncation to `length` tokens would drop more than half of
-    its tokens (e.g. one long document trained on as a single sequence of L tokens)."""
+    """Warn when truncating the documents of a padded split to `length` tokens drops more
+    than half of its tokens (e.g. one long document trained on as one sequence of L tokens)."""
     sizes = np.diff(np.asarray(offsets))
     total, kept = int(sizes.sum()), int(np.minimum(sizes, length).sum())
     if kept * 2 < total:
-        raise ConfigError(
-            f"data.protocol: 'padded' keeps {kept} of the {total} tokens of split {split!r} of "
-            f"dataset '{dataset}' ({len(sizes)} documents cut to data.length={length}); use "
-            "data.split_lines=true (one document per line), data.protocol=packed or a longer "
-            "data.length"
+        warnings.warn(
+            f"data.protocol: 'padded' keeps only {kept} of the {total} tokens of split "
+            f"{split!r} of dataset '{dataset}' ({len(sizes)} documents cut to data.length="
+            f"{length}); use data.split_lines=true (one document per line), "
+            "data.protocol=packed or a longer data.length",
+            OeMDMWarning,
+            stacklevel=3,
         )
