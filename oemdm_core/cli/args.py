@@ -1,9 +1,13 @@
 """Arguments shared by the commands: types that reject a bad value in one line naming it,
-and the sampler a command builds from `--sampler` and `key=value` flags."""
+the sampler a command builds from `--sampler` and `key=value` flags, and `--json` files."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
 
 from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
@@ -53,3 +57,19 @@ def sampler_from_flags(
     cls = registry.get("sampler", name)
     options = cls.validate_options(prefix=f"sampler[{name}]", **options)
     return cls.from_options(options, registry=registry)
+
+
+def write_json_report(path: str, data: Any) -> None:
+    """Write `--json` output as valid JSON: a value that is not a finite number (e.g. the
+    standard error of a single sequence) is written as null, never as NaN or Infinity."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    Path(path).write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n")

@@ -7,13 +7,17 @@ loads its plugins on first use, so `oemdm --help` and argument errors stay fast.
 
 Errors: every `OeMDMError` / `ValueError` / `FileNotFoundError` is one line and exit code 2;
 any other exception is one line too, plus "(run with --debug for the traceback)", exit 1.
-An interrupted training run exits with 130 (SIGINT) or 143 (SIGTERM).
+The first SIGINT or SIGTERM stops any command, in any phase, with exit code 130 (SIGINT)
+or 143 (SIGTERM) (a training run saves a checkpoint at the step boundary first). Output to
+a closed pipe (`oemdm sample … | head`) ends the command quietly with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 import warnings
 
@@ -60,6 +64,17 @@ def one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from oemdm_core.runtime.interrupt import install_handlers
+
+    handlers = install_handlers()  # first: a signal during start-up is not lost
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from oemdm_core.errors import OeMDMError
 
@@ -67,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:  # `oemdm sample … | head`: the reader has gone, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail too
+        return 0
     except KeyboardInterrupt as exc:
         if args.debug:
             raise

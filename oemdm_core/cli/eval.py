@@ -4,10 +4,13 @@ split or, with `--data`, zero-shot on several datasets; as a table and JSON."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from oemdm_core.cli.args import non_negative_int, positive_int, sampler_from_flags
+from oemdm_core.cli.args import (
+    non_negative_int,
+    positive_int,
+    sampler_from_flags,
+    write_json_report,
+)
 from oemdm_core.errors import ConfigError
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -196,7 +199,7 @@ def evaluation_config(args: argparse.Namespace, cfg, max_length: int):
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     from functools import partial
 
-    from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+    from oemdm_core.runtime.checkpoints import load_tokenizer_record
     from oemdm_core.runtime.data_cache import build_data, eval_batches
     from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
     from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order
@@ -223,7 +226,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     if args.data:
         return run_zero_shot(args, model, cfg, ckpt, specs, score, restored.tokenizer)
 
-    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=("evaluation",))
+    data = build_data(cfg, registry, load_tokenizer_record(ckpt), splits=("evaluation",))
     batches = eval_batches(data.evaluation, ev.batch_size, ev.max_sequences)
     shown = batches
     if not args.no_progress:
@@ -261,7 +264,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
         metrics.update(quality)
     print(metrics_table(metrics))
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_report(args.json, metrics)
     return 0
 
 
@@ -292,5 +295,5 @@ def run_zero_shot(args, model, cfg, ckpt, specs, score, tokenizer) -> int:
             "length": cfg.data.length,
             "results": [r.as_dict() for r in rows],
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_json_report(args.json, payload)
     return 0

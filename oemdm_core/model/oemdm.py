@@ -269,10 +269,13 @@ class OeMDM(nn.Module):
             "estimator": spec(self.estimator),
         }
 
-    def save_pretrained(self, path: str | os.PathLike, registry: Registry | None = None) -> Path:
+    def save_pretrained(
+        self, path: str | os.PathLike, registry: Registry | None = None, overwrite: bool = False
+    ) -> Path:
         """Write `config.json` (components, options, supplying distributions) and
-        `model.safetensors` into directory `path`, atomically (`oemdm_core.model.pretrained`)."""
-        return pretrained.save(self, path, registry)
+        `model.safetensors` into directory `path` (new or empty; a saved model only with
+        `overwrite=True`; anything else is refused), see `oemdm_core.model.pretrained`."""
+        return pretrained.save(self, path, registry, overwrite)
 
     @classmethod
     def from_pretrained(

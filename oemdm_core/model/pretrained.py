@@ -9,8 +9,10 @@ file and the first disagreeing tensor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from oemdm_core.errors import (
     MissingPluginError,
     UnknownComponentError,
 )
-from oemdm_core.files import atomic_directory, write_json
+from oemdm_core.files import atomic_directory, fsync_dir, fsync_file, write_json
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 if TYPE_CHECKING:
@@ -35,9 +37,21 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT = "oemdm-model/1"
 
 
-def save(model: OeMDM, path: str | os.PathLike, registry: Registry | None = None) -> Path:
+def save(
+    model: OeMDM,
+    path: str | os.PathLike,
+    registry: Registry | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write `config.json` (components, options, supplying distributions) and
-    `model.safetensors` into directory `path`, atomically."""
+    `model.safetensors` into directory `path`.
+
+    `path` may be new or an empty directory (`"."` included). A directory that already holds
+    a saved model is replaced only with `overwrite=True`, and then only its two files; any
+    other non-empty directory, and a file, are refused (`FileExistsError`), so that no call
+    deletes files it did not write. A new directory appears atomically; files written into
+    an existing one are each replaced atomically.
+    """
     registry = resolve_registry(registry)
     provenance = {}
     for kind, component in model.components().items():
@@ -47,13 +61,51 @@ def save(model: OeMDM, path: str | os.PathLike, registry: Registry | None = None
         except UnknownComponentError:
             provenance[kind] = {"plugin": None, "distribution": None}
     path = Path(path)
-    with atomic_directory(path) as tmp:
-        write_json(
-            tmp / CONFIG_FILE,
-            {"format": FORMAT, "model": model.config(), "provenance": provenance},
-        )
-        save_model(model, str(tmp / WEIGHTS_FILE))
+    config = {"format": FORMAT, "model": model.config(), "provenance": provenance}
+    if not path.exists() and not path.is_symlink():
+        with atomic_directory(path) as tmp:
+            write_json(tmp / CONFIG_FILE, config)
+            save_model(model, str(tmp / WEIGHTS_FILE))
+        return path
+    check_save_target(path, overwrite)
+    fd, weights_tmp = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", dir=path)
+    os.close(fd)
+    try:
+        save_model(model, weights_tmp)
+        fsync_file(weights_tmp)
+        os.replace(weights_tmp, path / WEIGHTS_FILE)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(weights_tmp)
+        raise
+    write_json(path / CONFIG_FILE, config)
+    fsync_dir(path)
     return path
+
+
+def check_save_target(path: Path, overwrite: bool) -> None:
+    """Refuse to save into `path` unless it is an empty directory, or a saved model and
+    `overwrite` is set."""
+    if not path.is_dir():
+        raise FileExistsError(
+            f"save_pretrained({str(path)!r}): {path} is a file, not a directory; choose a "
+            "new or empty directory"
+        )
+    present = sorted(p.name for p in path.iterdir())
+    if not present:
+        return
+    if set(present) <= {CONFIG_FILE, WEIGHTS_FILE} and _is_model_config(path / CONFIG_FILE):
+        if overwrite:
+            return
+        raise FileExistsError(
+            f"save_pretrained({str(path)!r}): {path} already holds a saved model; pass "
+            "overwrite=True to replace its config.json and model.safetensors"
+        )
+    shown = ", ".join(present[:5]) + (", …" if len(present) > 5 else "")
+    raise FileExistsError(
+        f"save_pretrained({str(path)!r}): {path} is not empty and is not a saved model "
+        f"(it holds {shown}); nothing was written. Choose a new or empty directory"
+    )
 
 
 def load(
@@ -86,6 +138,13 @@ def load(
         raise ConfigError(f"{config_file}: {exc}") from None
     load_weights(model, path / WEIGHTS_FILE, config_file, map_location)
     return model
+
+
+def _is_model_config(config_file: Path) -> bool:
+    try:
+        return json.loads(config_file.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_json_object(path: Path, missing: str) -> dict[str, Any]:

@@ -69,7 +69,8 @@ class Registry:
         for name in self.disabled:
             self._pm.set_blocked(name)
         if self._entry_points:
-            self._pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            for ep in _entry_points():
+                self._load_entry_point(ep)
             installed = {ep.name for ep in _entry_points()}
             for name in sorted(set(self.disabled) - installed):
                 hint = closest(name, sorted(installed))
@@ -80,6 +81,21 @@ class Registry:
                     OeMDMWarning,
                     stacklevel=3,
                 )
+
+    def _load_entry_point(self, ep) -> None:
+        """Load one installed plugin; one that fails to import is skipped with a warning
+        naming it, its entry point and how to disable it (the other plugins still load)."""
+        try:
+            self._pm.load_setuptools_entrypoints(hookspecs.PROJECT, name=ep.name)
+        except Exception as exc:
+            dist = f" from {ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
+            warnings.warn(
+                f"plugin '{ep.name}' (entry point '{ep.name} = {ep.value}'{dist}) failed to "
+                f"load and is skipped: {type(exc).__name__}: {' '.join(str(exc).split())}; "
+                f"fix or uninstall it, or set {DISABLE_ENV}={ep.name} to silence this",
+                OeMDMWarning,
+                stacklevel=4,
+            )
 
     def register_plugin(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin module or object (anything with `@hookimpl` functions).

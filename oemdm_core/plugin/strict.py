@@ -1,6 +1,7 @@
 """Numbers must be numbers: pydantic (lax mode) takes `true` for an int field as 1, so a
 config `training.steps: true` would silently train one step. `NoBoolNumbers` is mixed into
-every config and options model to refuse booleans where numbers are expected."""
+every config and options model to refuse booleans where numbers are expected, and `inf` /
+`nan` for every float (`training.lr=inf` would train on NaN weights)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 
 def _wants_number(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:  # e.g. a float with bounds
+        annotation = typing.get_args(annotation)[0]
     if annotation in (int, float):
         return True
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -28,6 +31,8 @@ def _element_types(annotation: Any) -> tuple[Any, ...]:
 
 
 class NoBoolNumbers(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # merged into the subclasses' configs
+
     @field_validator("*", mode="before")
     @classmethod
     def _refuse_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:

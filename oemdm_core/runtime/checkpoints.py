@@ -10,6 +10,7 @@ Each checkpoint holds:
     model/              OeMDM.save_pretrained of the weights used for eval/samples (the EMA
                         weights when EMA is on): config.json + model.safetensors
     tokenizer.json      tokenizer name, options and fitted state (e.g. the char vocabulary)
+    checksums.json      sha256 of tokenizer.json, checked before it is used
     experiment.json     the resolved experiment config
     training_state.pt   raw weights, optimizer, lr schedule, EMA, RNG states, step, data position
 
@@ -22,6 +23,7 @@ rename and the pointer swap, the newest `checkpoints/step-*`) is a complete chec
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -40,6 +42,7 @@ from oemdm_core.plugin.registry import Registry, resolve_registry
 
 MODEL_DIR = "model"
 TOKENIZER_FILE = "tokenizer.json"
+CHECKSUMS_FILE = "checksums.json"  # sha256 of tokenizer.json
 EXPERIMENT_FILE = "experiment.json"
 STATE_FILE = "training_state.pt"
 CHECKPOINT_DIR = "checkpoint"  # symlink to the newest version in CHECKPOINTS_DIR
@@ -78,9 +81,33 @@ def save_checkpoint(
     with atomic_directory(path) as tmp:
         eval_model.save_pretrained(tmp / MODEL_DIR, registry=registry)
         write_json(tmp / TOKENIZER_FILE, tokenizer_record)
+        write_json(tmp / CHECKSUMS_FILE, {TOKENIZER_FILE: file_sha256(tmp / TOKENIZER_FILE)})
         write_json(tmp / EXPERIMENT_FILE, experiment)
         torch.save(training_state, tmp / STATE_FILE)
     return Path(path)
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_tokenizer_record(checkpoint: Path) -> dict[str, Any]:
+    """The `tokenizer.json` record of a checkpoint, checked against the sha256 in its
+    `checksums.json` (an edited or corrupt file raises `CheckpointError` naming it).
+    Checkpoints written before checksums existed have no `checksums.json` and are accepted."""
+    path = Path(checkpoint) / TOKENIZER_FILE
+    record = load_json(path)
+    sums = Path(checkpoint) / CHECKSUMS_FILE
+    if sums.is_file() or sums.is_symlink():
+        expected = load_json(sums).get(TOKENIZER_FILE)
+        if expected != file_sha256(path):
+            raise CheckpointError(
+                f"{path}: its sha256 does not match the one recorded in {sums} when the "
+                "checkpoint was written; the file was edited or is corrupt (restore it, or "
+                "use another checkpoint)"
+            )
+    return record
 
 
 def version_key(path: Path) -> tuple[int, int] | None:
@@ -144,10 +171,10 @@ def save_versioned_checkpoint(
         os.replace(pointer, root / LEGACY_VERSION)
         fsync_dir(root)
         fsync_dir(run_dir)
-    name, serial = f"step-{step:08d}", 0
-    while (root / name).exists():  # e.g. the final checkpoint after a periodic one
-        serial += 1
-        name = f"step-{step:08d}.{serial}"
+    # a later write at the same step (the final checkpoint after a periodic one) takes a
+    # higher serial than any version of that step, so it sorts as the newest
+    serials = [key[1] for v in checkpoint_versions(run_dir) if (key := version_key(v))[0] == step]
+    name = f"step-{step:08d}" + (f".{max(serials) + 1}" if serials else "")
     try:
         target = save_checkpoint(
             root / name, eval_model, tokenizer_record, experiment, training_state, registry
@@ -162,11 +189,13 @@ def save_versioned_checkpoint(
         raise CheckpointWriteError(
             f"could not write checkpoint {root / name}: {write_failure(exc, root)}; {kept}"
         ) from exc
-    kept_steps: set[int] = set()
+    # the version just written is always kept; it supersedes older writes at its step (the
+    # final checkpoint after a periodic one: only its eval differs)
+    kept_steps = {step}
     for version in checkpoint_versions(run_dir):
         key = version_key(version) or (-1, 0)
-        # a later write at the same step supersedes the earlier one (the final checkpoint
-        # after a periodic one: only its eval differs)
+        if version == target:
+            continue
         if key[0] in kept_steps or len(kept_steps) >= max(1, keep):
             shutil.rmtree(version, ignore_errors=True)
         else:

@@ -10,16 +10,14 @@ Protocols:
   token, like any other token.
 
 Token arrays are written once under a cache directory, keyed by a hash of the data
-fingerprint, the split and the tokenizer state, and memory-mapped on later runs.
+fingerprint, the split and the tokenizer state, and memory-mapped on later runs
+(`oemdm_core.runtime.token_cache`).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
-import tempfile
+import warnings
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,105 +27,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from oemdm_core.interfaces.data import Dataset, Tokenizer
+from oemdm_core.errors import OeMDMWarning
 from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core.runtime.token_cache import (  # noqa: F401 (names that lived here)
+    CACHE_ENV,
+    array_digest,
+    default_cache_dir,
+    fit_tokenizer,
+    tokenize_split,
+    tokenized_split,
+)
 
 if TYPE_CHECKING:
     from oemdm_core.runtime.experiment import ExperimentConfig
 
-CACHE_ENV = "OEMDM_CACHE"
 PROTOCOLS = ("packed", "padded")
-
-
-def default_cache_dir() -> Path:
-    """`$OEMDM_CACHE`, else `~/.cache/oemdm`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "oemdm")
-
-
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :20
-    ]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def fit_tokenizer(dataset: Dataset, tokenizer: Tokenizer, cache_dir: Path | None) -> None:
-    """Fit `tokenizer` on the training split (cached by data fingerprint and tokenizer options)."""
-    key = None
-    if cache_dir is not None:
-        key = Path(cache_dir) / (
-            "tokenizer-"
-            + _digest(
-                {
-                    "data": dataset.fingerprint(),
-                    "tok": tokenizer.name,
-                    "opts": tokenizer.get_options(),
-                }
-            )
-            + ".json"
-        )
-        if key.is_file():
-            tokenizer.load_state(json.loads(key.read_text()))
-            return
-    tokenizer.fit("\n".join(dataset.texts("train")))
-    if key is not None:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key.name}.", dir=key.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(tokenizer.state(), f)
-        os.replace(tmp, key)
-
-
-def tokenize_split(
-    dataset: Dataset,
-    tokenizer: Tokenizer,
-    split: str,
-    cache_dir: Path | None,
-    split_lines: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of every document of `split`, concatenated, and document offsets.
-
-    split_lines: treat every non-empty line as a document (sentence-level corpora).
-
-    Returns (tokens `[N]`, offsets `[D + 1]`): document d is tokens[offsets[d]:offsets[d+1]].
-    Cached as .npy files and memory-mapped when `cache_dir` is given.
-    """
-    paths = None
-    if cache_dir is not None:
-        key = _digest(
-            {
-                "format": 1,
-                "data": dataset.fingerprint(),
-                "split": split,
-                "lines": split_lines,
-                "tok": tokenizer.name,
-                "opts": tokenizer.get_options(),
-                "state": tokenizer.state(),
-            }
-        )
-        cache_dir = Path(cache_dir)
-        paths = cache_dir / f"{key}-tokens.npy", cache_dir / f"{key}-offsets.npy"
-        if paths[0].is_file() and paths[1].is_file():
-            return np.load(paths[0], mmap_mode="r"), np.load(paths[1])
-    dtype = np.uint16 if tokenizer.vocab_size + 1 < 2**16 else np.int32
-    texts = dataset.texts(split)
-    if split_lines:
-        texts = [line for text in texts for line in text.splitlines() if line.strip()]
-    pieces = [np.asarray(tokenizer.encode(text), dtype=dtype) for text in texts]
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p) for p in pieces])
-    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    if paths is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _save_npy(paths[0], tokens)
-        _save_npy(paths[1], offsets)
-    return tokens, offsets
 
 
 @dataclass
@@ -224,6 +138,7 @@ class Data:
     pad_id: int | None
     train: Sequences | None
     evaluation: Sequences | None
+    fingerprint: dict[str, Any] | None = None  # source and sha256 of the training split
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode([i for i in ids if i != self.pad_id])
@@ -252,16 +167,45 @@ def build_data(
     pad_id = tokenizer.vocab_size if padded else None
     vocab = tokenizer.vocab_size + (1 if padded else 0)
 
+    digests: dict[str, str] = {}
+
     def seqs(split: str) -> Sequences:
-        tokens, offsets = tokenize_split(dataset, tokenizer, split, cache_dir, cfg.data.split_lines)
+        tokens, offsets, digests[split] = tokenized_split(
+            dataset, tokenizer, split, cache_dir, cfg.data.split_lines
+        )
         data = Sequences(tokens, offsets, cfg.data.length, cfg.data.protocol, pad_id or 0)
         if len(data) == 0:
             raise ValueError(
                 f"split {split!r} of dataset '{dataset.name}' has {len(tokens)} tokens, fewer "
                 f"than one sequence of data.length={cfg.data.length}"
             )
+        if padded:
+            check_truncation(split, dataset.name, offsets, cfg.data.length)
         return data
 
     train = seqs("train") if "train" in splits else None
     evaluation = seqs(cfg.evaluation.split) if "evaluation" in splits else None
-    return Data(tokenizer, vocab, pad_id, train, evaluation)
+    fingerprint = None
+    if train is not None:
+        fingerprint = {
+            "source": dataset.fingerprint(),
+            "train_tokens": len(train.tokens),
+            "train_sha256": digests["train"],
+        }
+    return Data(tokenizer, vocab, pad_id, train, evaluation, fingerprint)
+
+
+def check_truncation(split: str, dataset: str, offsets: np.ndarray, length: int) -> None:
+    """Warn when truncating the documents of a padded split to `length` tokens drops more
+    than half of its tokens (e.g. one long document trained on as one sequence of L tokens)."""
+    sizes = np.diff(np.asarray(offsets))
+    total, kept = int(sizes.sum()), int(np.minimum(sizes, length).sum())
+    if kept * 2 < total:
+        warnings.warn(
+            f"data.protocol: 'padded' keeps only {kept} of the {total} tokens of split "
+            f"{split!r} of dataset '{dataset}' ({len(sizes)} documents cut to data.length="
+            f"{length}); use data.split_lines=true (one document per line), "
+            "data.protocol=packed or a longer data.length",
+            OeMDMWarning,
+            stacklevel=3,
+        )

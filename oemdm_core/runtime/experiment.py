@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +47,9 @@ __all__ = [  # with the dict helpers that lived here before config_dicts (old im
     "parse_config",
     "read_config_file",
 ]
+
+
+Beta = Annotated[float, Field(ge=0, lt=1)]  # an AdamW moment decay
 
 
 class Section(NoBoolNumbers):
@@ -100,7 +103,7 @@ class TrainingConfig(Section):
     )
     warmup_steps: int = Field(default=100, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
-    betas: tuple[float, float] = Field(default=(0.9, 0.98), description="AdamW betas.")
+    betas: tuple[Beta, Beta] = Field(default=(0.9, 0.98), description="AdamW betas, in [0, 1).")
     grad_clip: float = Field(default=1.0, ge=0, description="Max global grad norm (0 = off).")
     ema: float = Field(
         default=0.99,

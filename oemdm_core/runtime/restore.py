@@ -12,9 +12,9 @@ from oemdm_core.plugin.registry import Registry
 from oemdm_core.runtime.checkpoints import (
     EXPERIMENT_FILE,
     MODEL_DIR,
-    TOKENIZER_FILE,
     find_checkpoint,
     load_json,
+    load_tokenizer_record,
 )
 from oemdm_core.runtime.data_cache import Data, build_data
 from oemdm_core.runtime.device import resolve_device
@@ -40,5 +40,5 @@ def load_checkpoint(
             f"({ckpt / EXPERIMENT_FILE}); was config.json edited? Use --length to "
             "evaluate or sample another length"
         )
-    data = build_data(cfg, registry, load_json(ckpt / TOKENIZER_FILE), splits=())
+    data = build_data(cfg, registry, load_tokenizer_record(ckpt), splits=())
     return model.to(device), cfg, data, ckpt

@@ -1,5 +1,5 @@
 """Resuming a training run: the newest readable checkpoint of its directory, refused when
-the config changed, and the training state it holds put back into the model, the optimiser,
+the config or the training data changed, and the training state it holds put back into the model, the optimiser,
 the EMA and the random number generators, so that the run continues bit for bit."""
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from oemdm_core.errors import CheckpointError, ConfigError, OeMDMWarning
 from oemdm_core.runtime.checkpoints import (
     CHECKPOINT_DIR,
     EXPERIMENT_FILE,
-    TOKENIZER_FILE,
     checkpoint_versions,
     load_json,
+    load_tokenizer_record,
     load_training_state,
     set_rng_states,
 )
 from oemdm_core.runtime.config_dicts import config_differences, flatten
+from oemdm_core.runtime.data_cache import Data
+from oemdm_core.runtime.evaluation.likelihood import EvalResult
 from oemdm_core.runtime.experiment import ExperimentConfig
 
 
@@ -45,7 +47,7 @@ def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict,
         try:
             saved = load_json(ckpt / EXPERIMENT_FILE)
             state = load_training_state(ckpt)
-            tokenizer_rec = load_json(ckpt / TOKENIZER_FILE)
+            tokenizer_rec = load_tokenizer_record(ckpt)
         except (CheckpointError, FileNotFoundError) as exc:
             problems.append(str(exc))
             warnings.warn(f"skipping checkpoint {ckpt}: {exc}", OeMDMWarning, stacklevel=2)
@@ -57,6 +59,33 @@ def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict,
             raise ConfigError(f"refusing to resume {run_dir} with a different config: {details}")
         return ckpt, state, tokenizer_rec
     raise CheckpointError(f"--resume {run_dir}: no readable checkpoint: " + "; ".join(problems))
+
+
+def check_same_data(run_dir: Path, state: dict[str, Any], data: Data) -> None:
+    """Refuse to resume when the training data differ from those the checkpoint was trained
+    on (the sha256 of the tokenized training split); checkpoints written before the data
+    were recorded are accepted unchecked."""
+    saved, now = state.get("data"), data.fingerprint
+    if not saved or not now or saved.get("train_sha256") == now["train_sha256"]:
+        return
+    if saved.get("source") != now["source"]:
+        change = f"the dataset changed: {saved.get('source')} → {now['source']}"
+    else:
+        change = "the dataset reads the same, but its tokens differ (was the cache edited?)"
+    raise ConfigError(
+        f"refusing to resume {run_dir}: the training data are not those of the checkpoint "
+        f"({saved.get('train_tokens')} → {now['train_tokens']} tokens; {change}); restore "
+        "the data, or start a new run"
+    )
+
+
+def final_eval(state: dict[str, Any] | None) -> EvalResult | None:
+    """The final evaluation of a resumed checkpoint written at the end of its run (`finish`),
+    else None. Checkpoints written before `finished` was recorded count as final when they
+    hold an evaluation (a final checkpoint always does)."""
+    if state is None or not state.get("finished", state.get("eval") is not None):
+        return None
+    return EvalResult(**state["eval"]) if state.get("eval") else None
 
 
 def restore_training_state(

@@ -3,7 +3,8 @@
 - `new_run_dir(parent, prefix)` creates `<prefix>-<timestamp>` with an exclusive `mkdir`
   (adding `-2`, `-3`, … when taken), so two runs started in the same second never share one.
 - `check_run_dir(run_dir, resume, overwrite)` refuses a directory that already holds a run
-  unless the run is resumed or `overwrite` clears it.
+  unless the run is resumed or `overwrite` clears it; `overwrite` deletes only files that
+  look as a run writes them, and refuses a directory holding anything else under those names.
 - `RunLock` holds an exclusive `flock` on `<run>/run.lock` (which also records the pid) for
   the whole run: a second process training in the same directory fails at once, naming the
   holder. The kernel drops the lock when its holder dies, so a stale lock file left by a
@@ -23,6 +24,7 @@ from oemdm_core.errors import RunDirError
 LOCK_FILE = "run.lock"
 # What a training run writes into its directory (what --overwrite removes).
 RUN_FILES = ("checkpoint", "checkpoints", "metrics.jsonl", "tb", "config.yaml")
+EXPERIMENT_SECTIONS = ("data", "model", "training", "evaluation", "sampling")
 
 try:
     import fcntl
@@ -65,12 +67,52 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"with `oemdm train --resume {run_dir}`, or start over with --overwrite (deletes "
             f"its checkpoints and logs), or choose another training.run_dir"
         )
+    foreign = [name for name in found if not _written_by_oemdm(run_dir / name)]
+    if foreign:
+        raise RunDirError(
+            f"--overwrite {run_dir}: not a run directory written by oemdm train "
+            f"({', '.join(foreign)} not as a run writes them); nothing was deleted. Move "
+            "those files away or choose another training.run_dir"
+        )
     for name in found:
         path = run_dir / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def _written_by_oemdm(path: Path) -> bool:
+    """Whether `path` (one of `RUN_FILES`) looks as a training run writes it; --overwrite
+    deletes nothing else."""
+    import json
+
+    import yaml
+
+    name = path.name
+    if name == "checkpoint":
+        if path.is_symlink():
+            return os.readlink(path).startswith("checkpoints/")
+        return (path / "model" / "config.json").is_file()  # a pre-versioning checkpoint
+    if not path.is_symlink() and name in ("checkpoints", "tb") and path.is_dir():
+        if name == "checkpoints":
+            return all(
+                child.name.startswith(("step-", ".step-")) or child.name == "legacy"
+                for child in path.iterdir()
+            )
+        return all(
+            f.name.startswith("events.out.tfevents.") for f in path.rglob("*") if f.is_file()
+        )
+    if path.is_file() and not path.is_symlink():
+        try:
+            if name == "metrics.jsonl":
+                lines = path.read_text().splitlines()
+                return all("step" in json.loads(line) for line in lines[:-1] if line)
+            data = yaml.safe_load(path.read_text())
+            return isinstance(data, dict) and set(data) <= set(EXPERIMENT_SECTIONS)
+        except (ValueError, TypeError, yaml.YAMLError):
+            return False
+    return False
 
 
 def discard_metrics_after(run_dir: Path, step: int) -> None:
@@ -83,7 +125,14 @@ def discard_metrics_after(run_dir: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RunDirError(
+                f"{path}: line {number} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "nothing was changed. Remove or repair that line, then resume"
+            ) from None
         try:
             if json.loads(line).get("step", 0) > step:
                 continue

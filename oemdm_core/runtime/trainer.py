@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,15 +29,21 @@ from torch import Tensor
 from oemdm_core.errors import OeMDMError
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.runtime.config_dicts import flatten
 from oemdm_core.runtime.data_cache import build_data, shard_indices
-from oemdm_core.runtime.evaluation.likelihood import EvalResult
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components
 from oemdm_core.runtime.interrupt import Interrupted, StopSignal
 from oemdm_core.runtime.log_window import LogWindow, bits_per_token
 from oemdm_core.runtime.optimizer import lr_factor, make_optimizer, update_ema
 from oemdm_core.runtime.resume import load_resume_state
 from oemdm_core.runtime.run_dir import RunLock, check_run_dir
+from oemdm_core.runtime.run_end import (
+    FitResult,
+    LoopState,
+    checkpoint,
+    finish,
+    nothing_to_do,
+    stop_at_step_boundary,
+)
 from oemdm_core.runtime.run_log import RunLogger, group_grad_norms, order_statistics
 from oemdm_core.runtime.training_run import (
     TrainingRun,
@@ -75,28 +79,6 @@ def noise_generator(seed: int, step: int, shard: int, device: torch.device) -> t
     )
 
 
-@dataclass
-class FitResult:
-    run_dir: Path
-    checkpoint: Path
-    step: int
-    evaluation: EvalResult | None
-    samples: list[str] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)  # train bits/token at each logged step
-
-
-@dataclass
-class LoopState:
-    """What the loop changes: the steps done, the step of the newest checkpoint, the steps
-    not logged yet, the newest evaluation and the train bits/token of every logged step."""
-
-    step: int
-    saved_step: int
-    window: LogWindow
-    last_eval: EvalResult | None = None
-    losses: list[float] = field(default_factory=list)
-
-
 def fit(
     cfg: ExperimentConfig,
     registry: Registry | None = None,
@@ -116,41 +98,58 @@ def fit(
     procs = join_processes(cfg.training.device)
     run_dir = open_run_dir(cfg, resume, procs.rank)
     lock = RunLock(run_dir) if procs.rank == 0 else contextlib.nullcontext()
-    with lock, StopSignal() as signals:
+    with lock:
         if procs.rank == 0:
             check_run_dir(run_dir, resume is not None, overwrite)
+        # start-up runs under the process's own handlers: a signal stops it at once
         run = build_run(cfg, registry, run_dir, resume is not None, procs)
         tc = cfg.training
         stop = min(tc.steps, tc.stop_after or tc.steps)
-        state = LoopState(run.start_step, run.start_step, LogWindow(run.start_step))
-        bar = progress_bar(run, stop)
-        run.model.train()
-        try:
-            while state.step < stop:
-                batch = optimisation_step(run, state)
-                if on_step is not None:
-                    on_step(state.step, run.model)
-                eval_due = bool(tc.eval_every) and state.step % tc.eval_every == 0
-                ckpt_due = bool(tc.checkpoint_every) and state.step % tc.checkpoint_every == 0
-                if state.step % tc.log_every == 0 or eval_due or ckpt_due or state.step == stop:
-                    log_interval(run, state, batch, eval_due, bar)
-                    if ckpt_due:
-                        checkpoint(run, state)
-                if run.stop_requested(signals):  # a step boundary: the state is consistent
-                    stop_at_step_boundary(run, state, signals, bar)
-        except KeyboardInterrupt as exc:
-            if bar is not None:
-                bar.close()
-            if not isinstance(exc, Interrupted):  # mid-step: the state is not consistent
-                saved = f"step {state.saved_step}, {run.ckpt_dir}"
-                raise KeyboardInterrupt(
-                    "interrupted mid-step: stopped without saving; last checkpoint: "
-                    + (saved if state.saved_step or run.resuming else "none")
-                ) from None
-            raise
+        if run.resumed_final_eval is not None and run.start_step >= stop:
+            return nothing_to_do(run, stop)
+        with StopSignal() as run.signals:
+            return train(run, stop, on_step)
+
+
+def train(run: TrainingRun, stop: int, on_step: Callable[[int, OeMDM], None] | None) -> FitResult:
+    """The loop of `fit` from `run.start_step` to `stop`, then `finish`."""
+    signals, tc = run.signals, run.cfg.training
+    state = LoopState(run.start_step, run.start_step, LogWindow(run.start_step))
+    bar = progress_bar(run, stop)
+    run.model.train()
+    try:
+        if run.stop_requested(signals):  # a signal in the last moments of start-up
+            raise Interrupted(
+                f"interrupted by {signals.name} during start-up; nothing was trained",
+                signals.received,
+            )
+        while state.step < stop:
+            batch = optimisation_step(run, state)
+            if on_step is not None:
+                on_step(state.step, run.model)
+            eval_due = bool(tc.eval_every) and state.step % tc.eval_every == 0
+            ckpt_due = bool(tc.checkpoint_every) and state.step % tc.checkpoint_every == 0
+            if state.step % tc.log_every == 0 or eval_due or ckpt_due or state.step == stop:
+                log_interval(run, state, batch, eval_due, bar)
+                if ckpt_due:
+                    checkpoint(run, state)
+            if run.stop_requested(signals):  # a step boundary: the state is consistent
+                stop_at_step_boundary(run, state, signals, bar)
+    except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
-        return finish(run, state, signals)
+        if isinstance(exc, Interrupted) and exc.phase == "evaluation":
+            stop_at_step_boundary(run, state, signals, None)  # the step itself is complete
+        if not isinstance(exc, Interrupted):  # mid-step: the state is not consistent
+            saved = f"step {state.saved_step}, {run.ckpt_dir}"
+            raise KeyboardInterrupt(
+                "interrupted mid-step: stopped without saving; last checkpoint: "
+                + (saved if state.saved_step or run.resuming else "none")
+            ) from None
+        raise
+    if bar is not None:
+        bar.close()
+    return finish(run, state, signals)
 
 
 def optimisation_step(run: TrainingRun, state: LoopState) -> Tensor:
@@ -238,28 +237,6 @@ def stop_if_not_finite(values: Tensor, run: TrainingRun, state: LoopState) -> No
     )
 
 
-def checkpoint(run: TrainingRun, state: LoopState) -> None:
-    """Save the run at `state.step` (rank 0 writes; every process waits for it)."""
-    run.save_checkpoint(state.step, state.last_eval)
-    state.saved_step = state.step
-    run.barrier()
-
-
-def stop_at_step_boundary(
-    run: TrainingRun, state: LoopState, signals: StopSignal, bar: Any | None
-) -> NoReturn:
-    """A signal asked the run to stop: checkpoint this step boundary, raise `Interrupted`."""
-    if bar is not None:
-        bar.close()
-    if state.saved_step != state.step:
-        checkpoint(run, state)
-    raise Interrupted(
-        f"interrupted by {signals.name} at step {state.step}; checkpoint saved in "
-        f"{run.ckpt_dir}; continue with `oemdm train --resume {run.run_dir}`",
-        signals.received,
-    )
-
-
 def progress_bar(run: TrainingRun, stop: int) -> Any | None:
     """The training progress bar (rank 0, `training.progress`), or None."""
     if not (run.cfg.training.progress and run.rank == 0):
@@ -267,32 +244,3 @@ def progress_bar(run: TrainingRun, stop: int) -> Any | None:
     from tqdm.auto import tqdm
 
     return tqdm(total=stop, initial=run.start_step, desc="train", dynamic_ncols=True)
-
-
-def finish(run: TrainingRun, state: LoopState, signals: StopSignal) -> FitResult:
-    """After the last step: the final evaluation (unless this step was just evaluated), the
-    final checkpoint, then samples and hparams."""
-    cfg = run.cfg
-    tc = cfg.training
-    if state.last_eval is None or not (tc.eval_every and state.step % tc.eval_every == 0):
-        state.last_eval = run.evaluate(progress=True)
-        run.log.scalars(state.step, {"eval/bits_per_token": state.last_eval.bits_per_token})
-    checkpoint(run, state)
-    if signals.received is not None:
-        raise Interrupted(
-            f"interrupted by {signals.name} after the final checkpoint (step {state.step}, "
-            f"{run.ckpt_dir}); samples were not drawn",
-            signals.received,
-        )
-    texts: list[str] = []
-    if run.rank == 0 and cfg.sampling.num_samples > 0:
-        texts, order = draw_samples(run.eval_model, run.data, cfg, run.registry)
-        run.log.samples(state.step, texts, order)
-        run.log.order_weights(state.step, run.eval_model, run.eval_data[0].to(run.device))
-    ev = state.last_eval
-    run.log.hparams(
-        {k: v for k, v in flatten(cfg.to_dict()).items() if not k.endswith("run_dir")},
-        {"bits_per_token": ev.bits_per_token, "perplexity": ev.perplexity},
-    )
-    run.log.close()
-    return FitResult(run.run_dir, run.ckpt_dir, state.step, ev, texts, state.losses)

@@ -12,7 +12,7 @@ import contextlib
 import copy
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,7 +36,12 @@ from oemdm_core.runtime.evaluation.likelihood import EvalResult, evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, TrainingConfig
 from oemdm_core.runtime.interrupt import StopSignal
 from oemdm_core.runtime.optimizer import make_optimizer
-from oemdm_core.runtime.resume import load_resume_state, restore_training_state
+from oemdm_core.runtime.resume import (
+    check_same_data,
+    final_eval,
+    load_resume_state,
+    restore_training_state,
+)
 from oemdm_core.runtime.run_dir import discard_metrics_after, new_run_dir
 from oemdm_core.runtime.run_log import RunLogger, parameter_groups
 
@@ -93,7 +98,9 @@ class TrainingRun:
     """What the training loop works on; fixed for the run (the loop's state is the trainer's).
 
     micro: sequences per micro-batch; train_model: `model`, or its DDP wrapper; start_step:
-    0, or the step of the checkpoint resumed from; groups: the parameter groups whose grad
+    0, or the step of the checkpoint resumed from; resumed_final_eval: the final evaluation
+    of that checkpoint when `finish` wrote it (the run had ended); signals: the run's
+    stop flag (`fit` sets it); groups: the parameter groups whose grad
     norms are logged (`run_log.parameter_groups`); eval_data: evaluation batches `[B, L]`.
     """
 
@@ -116,6 +123,8 @@ class TrainingRun:
     eval_data: EvalBatches
     autocast: AbstractContextManager
     start_step: int
+    resumed_final_eval: EvalResult | None = None
+    signals: StopSignal = field(default_factory=StopSignal)
 
     @property
     def eval_model(self) -> OeMDM:
@@ -134,11 +143,14 @@ class TrainingRun:
 
             batches = tqdm(self.eval_data, desc="final eval", dynamic_ncols=True, leave=False)
         ev = self.cfg.evaluation
-        with self.autocast:
+        with self.signals.immediate("evaluation"), self.autocast:
             return evaluate(self.eval_model, batches, ev.mode, ev.num_times, ev.seed)
 
-    def save_checkpoint(self, step: int, last_eval: EvalResult | None) -> None:
-        """Write the checkpoint of `step` (rank 0 only; other ranks return at once)."""
+    def save_checkpoint(
+        self, step: int, last_eval: EvalResult | None, finished: bool = False
+    ) -> None:
+        """Write the checkpoint of `step` (rank 0 only; other ranks return at once);
+        `finished`: the final checkpoint of the run (a resume of it has nothing to do)."""
         if self.rank != 0:
             return
         ema = self.ema
@@ -157,6 +169,8 @@ class TrainingRun:
                 "ema": ema.state_dict() if ema is not None else None,
                 "rng": rng_states(),
                 "eval": last_eval.as_dict() if last_eval else None,
+                "finished": finished,
+                "data": self.data.fingerprint,
             },
             registry=self.registry,
             keep=self.cfg.training.keep_checkpoints,
@@ -188,12 +202,9 @@ def build_run(
     state, tokenizer_rec = None, None
     if resuming:
         _, state, tokenizer_rec = load_resume_state(run_dir, cfg)
-    if procs.rank == 0:
-        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if state is not None:  # steps logged after the checkpoint are recomputed
-            discard_metrics_after(run_dir, state["step"])
-
     data = build_data(cfg, registry, tokenizer_rec)
+    if state is not None:
+        check_same_data(run_dir, state, data)
     torch.manual_seed(tc.seed)
     model = OeMDM.from_config(cfg.model_config_for(data.vocab_size), registry=registry).to(device)
     if cfg.sampling.num_samples > 0:  # a sampler that cannot serve the model fails now
@@ -210,10 +221,15 @@ def build_run(
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    log = RunLogger(run_dir, enabled=procs.rank == 0)
     eval_data = eval_batches(
         data.evaluation, cfg.evaluation.batch_size, cfg.evaluation.max_sequences
     )
+    # written only once the run is built, so a failed start leaves no run behind
+    if procs.rank == 0:
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if state is not None:  # steps logged after the checkpoint are recomputed
+            discard_metrics_after(run_dir, state["step"])
+    log = RunLogger(run_dir, enabled=procs.rank == 0)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda" and tc.bf16
@@ -239,6 +255,7 @@ def build_run(
         eval_data=eval_data,
         autocast=autocast,
         start_step=step,
+        resumed_final_eval=final_eval(state),
     )
 
 

@@ -73,8 +73,15 @@ def read_text_file(path: Path, errors: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, lzma.LZMAError) as exc:  # truncated or not compressed
+        kind = {".gz": "gzip", ".xz": "xz"}.get(path.suffix, "text")
+        raise ValueError(
+            f"{path}: cannot be read, the {kind} file is truncated or corrupt "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
