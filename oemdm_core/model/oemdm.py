@@ -214,6 +214,13 @@ class OeMDM(nn.Module):
                 raise ConfigError(
                     f"{kind}.{sorted(clash)[0]}: set at the top level of the model config; remove it from '{kind}'"
                 )
+            undeclared = sorted(set(extra) - set(component.Options.model_fields))
+            if undeclared:
+                raise ConfigError(
+                    f"{kind}[{spec.name}]: its Options do not declare {', '.join(undeclared)}; "
+                    f"the model passes {', '.join(sorted(extra))} to every {kind} (from the "
+                    f"config's vocab_size and length): add them as fields"
+                )
             options = component.validate_options(prefix=kind, **spec.options, **extra)
             return component.from_options(options, registry=reg)
 
