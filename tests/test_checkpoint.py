@@ -130,3 +130,16 @@ def test_sample_show_order_prints_the_step_of_each_token(tmp_path, capsys):
     # Without the flag: the text only.
     assert main(argv) == 0
     assert "order: " not in capsys.readouterr().out
+
+
+def test_a_checkpoint_needing_a_disabled_plugin_says_disabled_not_install(tmp_path):
+    from conftest import tiny_model
+
+    from oemdm_core import MissingPluginError, OeMDM, Registry
+
+    tiny_model(order="ar").save_pretrained(tmp_path / "model")
+    with pytest.raises(MissingPluginError) as info:
+        OeMDM.from_pretrained(tmp_path / "model", registry=Registry(disabled=["ar"]))
+    message = str(info.value)
+    assert "order 'ar' of plugin 'ar', which is disabled by OEMDM_DISABLE_PLUGINS" in message
+    assert "install" not in message
