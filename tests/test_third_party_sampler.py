@@ -15,6 +15,7 @@ import torch
 
 from oemdm_core import Registry, SegmentSampler
 from oemdm_core import registry as global_registry
+from oemdm_core.cli import main
 from oemdm_core.plugin.registry import DISABLE_ENV
 from oemdm_core.testing import check_sampler, reference_models
 
@@ -82,6 +83,14 @@ def installed(tmp_path, monkeypatch):
     sys.modules.pop("oemdm_confident", None)
 
 
-def test_installed_wheel_is_found_through_its_entry_point(installed):
-    entry = Registry().entry("sampler", "most-confident")
+def test_installed_wheel_is_found_through_its_entry_point(installed, monkeypatch, capsys):
+    reg = Registry()
+    entry = reg.entry("sampler", "most-confident")
     assert entry.plugin == "confident" and entry.distribution == "oemdm-confident 0.1.0"
+    # `oemdm check-plugin confident` runs check_sampler on it (through the process-wide
+    # registry; swap in one that sees the unpacked wheel).
+    monkeypatch.setattr(sys.modules["oemdm_core.plugin.registry"], "registry", reg)
+    assert main(["check-plugin", "confident"]) == 0
+    report = capsys.readouterr().out
+    assert "sampler  most-confident" in report and "FAIL" not in report
+    assert report.strip().endswith("1 passed, 0 failed")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from oemdm_core.errors import ConfigError, OeMDMWarning
+from oemdm_core.errors import ConfigError
 from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
 from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.interfaces.order import Order
@@ -19,7 +18,7 @@ from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
-from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
+from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator, warn_if_outranked
 from oemdm_core.nelbo.terms import NELBOTerms
 from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import Registry, resolve_registry
@@ -239,16 +238,7 @@ class OeMDM(nn.Module):
             if reason is not None:
                 raise ConfigError(f"estimator '{estimator.name}' cannot serve this model: {reason}")
             model.estimator, best = estimator, cls._auto_estimator(model, reg)
-            if type(best).auto_priority > type(estimator).auto_priority:
-                warnings.warn(
-                    f"estimator '{estimator.name}' for order '{model.order.name}', where "
-                    f"'{best.name}' serves too, with less variance (docs/benchmarks.md: the "
-                    f"generic single-draw SE was 1.5x block-vectorized's at block size 4 and "
-                    f"1.6x the NELBO itself for ar, which teacher-forcing computes exactly); "
-                    f"use estimator 'auto' or '{best.name}'",
-                    OeMDMWarning,
-                    stacklevel=2,
-                )
+            warn_if_outranked(estimator, best, model.order.name)
         return model
 
     @staticmethod
