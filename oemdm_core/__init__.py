@@ -53,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "Sampler": "oemdm_core.interfaces.sampler",
     "SampleResult": "oemdm_core.interfaces.sampler",
     "Scorer": "oemdm_core.interfaces.sampler",
+    "DrawOptions": "oemdm_core.interfaces.draws",
+    "Segment": "oemdm_core.interfaces.segment",
+    "SegmentResult": "oemdm_core.interfaces.segment",
+    "SegmentSampler": "oemdm_core.interfaces.segment",
+    "StepInfo": "oemdm_core.interfaces.segment",
     "BaseSchedule": "oemdm_core.interfaces.schedule",
 }
 
@@ -65,6 +70,7 @@ __all__ = [
     "ConfigError",
     "Dataset",
     "DenoiserOutput",
+    "DrawOptions",
     "DuplicateComponentError",
     "Estimator",
     "KINDS",
@@ -81,6 +87,10 @@ __all__ = [
     "SampleResult",
     "Sampler",
     "Scorer",
+    "Segment",
+    "SegmentResult",
+    "SegmentSampler",
+    "StepInfo",
     "Tokenizer",
     "UnknownComponentError",
     "WindowedSchedule",
@@ -114,6 +124,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     )
     from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
     from oemdm_core.interfaces.data import Dataset, Tokenizer
+    from oemdm_core.interfaces.draws import DrawOptions
     from oemdm_core.interfaces.estimator import Estimator
     from oemdm_core.interfaces.order import Order
     from oemdm_core.interfaces.position_schedule import (
@@ -123,6 +134,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     )
     from oemdm_core.interfaces.sampler import Sampler, SampleResult, Scorer
     from oemdm_core.interfaces.schedule import BaseSchedule
+    from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, StepInfo
     from oemdm_core.model.config import ComponentSpec, ModelConfig
     from oemdm_core.model.oemdm import OeMDM
     from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator

@@ -477,3 +477,34 @@ def test_the_cli_does_not_import_torch_until_a_command_needs_it():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_a_backbone_without_the_size_fields_is_told_which_the_model_passes():
+    from pydantic import Field
+
+    from oemdm_core import Backbone, DenoiserOutput, hookimpl
+    from oemdm_core import Options as BaseOptions
+
+    class Sizeless(Backbone):
+        name = "sizeless"
+
+        class Options(BaseOptions):
+            d_model: int = Field(default=8, ge=1, description="Width.")
+
+        def forward(self, tokens, t=None):
+            return DenoiserOutput(logits=torch.zeros(*tokens.shape, 3), hidden=None)
+
+    class Plugin:
+        @hookimpl
+        def register_backbones(self, register):
+            register(Sizeless)
+
+    reg = Registry(entry_points=True)
+    reg.register_plugin(Plugin(), name="sizeless")
+    cfg = {"vocab_size": 3, "length": 4, "backbone": {"name": "sizeless"}}
+    with pytest.raises(ConfigError) as info:
+        OeMDM.from_config(cfg, registry=reg)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("backbone[sizeless]: ")
+    assert "do not declare max_length, vocab_size" in message
+    assert "passes max_length, vocab_size to every backbone" in message

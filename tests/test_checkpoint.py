@@ -111,3 +111,35 @@ def test_find_checkpoint_errors(tmp_path):
         find_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="is not a checkpoint written by `oemdm train`"):
         find_checkpoint(tmp_path)
+
+
+def test_sample_show_order_prints_the_step_of_each_token(tmp_path, capsys):
+    fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=2")))
+    argv = ["sample", str(tmp_path / "run"), "-n", "2", "--no-progress", "--set", "steps=4"]
+    assert main([*argv, "--prompt", "def", "--show-order"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith("order: ")]
+    assert len(headers) == 2
+    for at in headers:
+        steps = int(lines[at].split()[1])
+        assert 1 <= steps <= 4 and lines[at].endswith("denoiser calls for the batch)")
+        assert lines[at + 1].startswith("token d e f") and lines[at + 2].startswith("step  - - -")
+        cells = lines[at + 2].split()[1:]
+        assert len(cells) == 16  # one per position, on one line (16 short tokens)
+        assert max(int(c) for c in cells if c != "-") == steps - 1
+    # Without the flag: the text only.
+    assert main(argv) == 0
+    assert "order: " not in capsys.readouterr().out
+
+
+def test_a_checkpoint_needing_a_disabled_plugin_says_disabled_not_install(tmp_path):
+    from conftest import tiny_model
+
+    from oemdm_core import MissingPluginError, OeMDM, Registry
+
+    tiny_model(order="ar").save_pretrained(tmp_path / "model")
+    with pytest.raises(MissingPluginError) as info:
+        OeMDM.from_pretrained(tmp_path / "model", registry=Registry(disabled=["ar"]))
+    message = str(info.value)
+    assert "order 'ar' of plugin 'ar', which is disabled by OEMDM_DISABLE_PLUGINS" in message
+    assert "install" not in message

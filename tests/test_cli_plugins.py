@@ -212,3 +212,12 @@ def test_check_plugin_unknown_name_lists_plugins(capsys):
     assert "schedulez" in err and "did you mean 'schedules'" in err
     assert main(["check-plugin", "order:blok"]) == 2
     assert "did you mean 'block'" in capsys.readouterr().err
+
+
+def test_the_kind_filter_prints_only_that_kind(capsys):
+    assert main(["plugins", "--kind", "sampler"]) == 0
+    out = capsys.readouterr().out
+    sections = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    assert sections == ["samplers:", "plugins:"]
+    plugins = [line.split()[0] for line in out.split("\nplugins:\n")[1].splitlines()]
+    assert set(plugins) == {"samplers", "topk"}  # those that supply samplers, not 'mdm'

@@ -142,3 +142,9 @@ def test_cli_commands_in_the_readme_exist(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0, f"README documents `oemdm {command}`, which fails"
         assert f"usage: oemdm {command}" in capsys.readouterr().out
+
+
+def test_testing_guide_snippet_runs(snippet_output):
+    out = snippet_output["testing.md"]
+    assert "order 'ar', causal 1.0" in out  # Σ_x exp(−L(x)) = 1 for the AR order
+    assert "4 [[0], [1], [2], [3]]" in snippet_output["plugins.md"]  # the step callback

@@ -493,3 +493,32 @@ def test_importance_times_option_is_validated_and_saved(tmp_path):
     uniform = MonteCarloEstimator().nelbo(model, x, t=given, generator=torch.Generator())
     weighted = model.nelbo(x, t=given, generator=torch.Generator())
     torch.testing.assert_close(weighted.reconstruction, uniform.reconstruction)
+
+
+def test_choosing_the_generic_estimator_where_a_structured_one_serves_warns():
+    import warnings
+
+    from oemdm_core.errors import OeMDMWarning
+
+    def build(order, attention, estimator, **backbone):
+        return OeMDM.from_config(
+            {
+                "vocab_size": 3,
+                "length": 4,
+                "backbone": {"name": "transformer", "preset": "tiny", "attention": attention}
+                | backbone,
+                "order": order,
+                "estimator": estimator,
+            }
+        )
+
+    with pytest.warns(OeMDMWarning, match="'teacher-forcing' serves too") as caught:
+        build("ar", "causal", "generic")
+    assert "1.6x the NELBO itself" in str(caught[0].message)
+    with pytest.warns(OeMDMWarning, match="'block-vectorized' serves too"):
+        build({"name": "block", "block_size": 2}, "block_causal", "generic", block_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build("ar", "causal", "auto")  # auto picks the structured one
+        build("mdm", "bidirectional", "generic")  # nothing structured serves mdm
+        build("ar", "bidirectional", "generic")  # teacher forcing needs a causal backbone

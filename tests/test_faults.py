@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -357,6 +358,18 @@ def test_a_directory_holding_a_run_is_refused(tmp_path, capsys):
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert main([*argv, "--overwrite"]) == 0
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == metrics.count("\n")
+
+
+def test_a_run_without_a_checkpoint_is_not_told_to_resume(tmp_path):
+    overrides = tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")
+    fit(load_config(overrides=overrides))
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    (tmp_path / "run" / CHECKPOINT_DIR).unlink()  # logs and config left, no checkpoint
+    with pytest.raises(RunDirError, match="already holds a run") as info:
+        fit(load_config(overrides=overrides))
+    message = str(info.value)
+    assert "--resume" not in message and "no checkpoint to resume from" in message
+    assert "--overwrite" in message
 
 
 def test_default_run_names_do_not_collide(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from oemdm_core import (
 )
 from oemdm_core.interfaces.draws import sample_tokens
 from oemdm_core.interfaces.sampler import initial_state
+from oemdm_core.interfaces.segment import StepInfo
 from oemdm_core.plugin.component import Options
 from oemdm_core.testing import (
     ConformanceError,
@@ -129,6 +130,7 @@ class LeftToRight(Sampler):
 
     name = "left-to-right"
     has_cache = True
+    reports_steps = True
 
     class Options(Options):
         cache: bool = Field(default=True, description="A cache that changes nothing.")
@@ -145,7 +147,7 @@ class LeftToRight(Sampler):
             raise TypeError("not a ValueError")
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
         defect, length = self.options.defect, model.length if length is None else length
         z, keep = initial_state(model, num_samples, length, fixed)
         order, nfe = torch.full_like(z, -1), 0
@@ -156,6 +158,18 @@ class LeftToRight(Sampler):
             token = sample_tokens(logits, None if defect == "global_rng" else generator)
             z[:, i] = torch.where(keep[:, i], z[:, i], token)
             order[:, i] = torch.where(keep[:, i], -1, nfe)
+            if callback is not None and defect != "silent_callback":
+                t = torch.full((num_samples,), 1 - i / length)
+                revealed = torch.zeros_like(keep)
+                revealed[:, i] = ~keep[:, i] if defect != "reveals_a_step_late" or i == 0 else False
+                if defect == "reveals_a_step_late" and i > 0:
+                    revealed[:, i - 1] = ~keep[:, i - 1]
+                state = (
+                    z.clone() if defect != "state_with_mask" else torch.full_like(z, model.mask_id)
+                )
+                callback(StepInfo(nfe + (defect == "step_index"), t, t, state, revealed))
+            if callback is not None and defect == "callback_changes_samples":
+                z[:, i] = torch.where(keep[:, i], z[:, i], (z[:, i] + 1) % model.vocab_size)
             nfe += 1
         if defect == "token_range":
             z[0, -1] = model.vocab_size
@@ -165,6 +179,8 @@ class LeftToRight(Sampler):
             order = order.clamp_min(0)
         if defect == "negative_order":
             order = torch.where(keep, order, order - 1)
+        if defect == "zero_order":
+            order = torch.where(keep, order, 0)
         if defect == "overwrites_fixed":
             z = torch.where(keep, (z + 1) % model.vocab_size, z)
         if defect == "cache_changes_samples" and self.options.cache:
@@ -206,6 +222,12 @@ def test_cache_equality_is_only_asked_of_backbones_that_ignore_t():
         ("serves_nothing", "serves a reference model fails"),
         ("check_model_type_error", "check_model raises ValueError or accepts"),
         ("returns_a_tuple", "sample returns a SampleResult"),
+        ("zero_order", "order numbers the steps (not all 0 after several denoiser calls)"),
+        ("silent_callback", "reports_steps: revealed at the step order gives"),
+        ("step_index", "reports_steps: StepInfos of steps 0, 1, …"),
+        ("reveals_a_step_late", "reports_steps: revealed at the step order gives"),
+        ("state_with_mask", "reports_steps: revealed positions hold a token"),
+        ("callback_changes_samples", "reports_steps: a callback changes nothing"),
     ],
 )
 def test_check_sampler_names_the_failing_property(defect, message):

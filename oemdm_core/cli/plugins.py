@@ -56,7 +56,7 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
 
     Returns {"components": [{kind, name, plugin, distribution, summary}, ...],
     "plugins": [{name, module, distribution, disabled}, ...], "disabled": [...],
-    "disable_env": "OEMDM_DISABLE_PLUGINS"}.
+    "disable_env": "OEMDM_DISABLE_PLUGINS", "kind": kind or None}.
     """
     components = [
         {
@@ -81,13 +81,19 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
         "plugins": sorted(installed, key=lambda p: p["name"]),
         "disabled": sorted(registry.disabled),
         "disable_env": DISABLE_ENV,
+        "kind": kind,
     }
 
 
 def format_table(data: dict[str, Any]) -> str:
-    """Human-readable listing: one section per kind, then the plugins."""
+    """Human-readable listing: one section per kind, then the plugins (with a `kind` filter:
+    that kind's section, and only the plugins that supply it or are disabled)."""
     lines: list[str] = []
     rows = data["components"]
+    plugins = data["plugins"]
+    if data.get("kind"):
+        suppliers = {r["plugin"] for r in rows}
+        plugins = [p for p in plugins if p["name"] in suppliers or p["disabled"]]
     if rows:
         name_w = max(len(r["name"]) for r in rows)
         source_w = max(len(_source(r)) for r in rows)
@@ -100,11 +106,12 @@ def format_table(data: dict[str, Any]) -> str:
             lines.append(f"  {r['name']:<{name_w}}  {_source(r):<{source_w}}  {r['summary']}")
         lines.append("")
     if not rows:
-        lines.extend(["no components registered", ""])
+        none = f"no {data['kind']} registered" if data.get("kind") else "no components registered"
+        lines.extend([none, ""])
     lines.append("plugins:")
-    plugin_w = max((len(p["name"]) for p in data["plugins"]), default=0)
-    module_w = max((len(p["module"] or "-") for p in data["plugins"]), default=0)
-    for p in data["plugins"]:
+    plugin_w = max((len(p["name"]) for p in plugins), default=0)
+    module_w = max((len(p["module"] or "-") for p in plugins), default=0)
+    for p in plugins:
         where = p["distribution"] or "registered by hand"
         state = f"  DISABLED by {data['disable_env']}" if p["disabled"] else ""
         lines.append(f"  {p['name']:<{plugin_w}}  {p['module'] or '-':<{module_w}}  {where}{state}")

@@ -3,6 +3,11 @@
 Samples are drawn in batches of `--batch-size` and written (to stdout or `--output`) as each
 batch finishes, so memory does not grow with `-n`; a progress bar goes to stderr. One
 generator runs through all batches: the samples depend on the seed and the batch size.
+
+`--show-order` adds, after each sample, its generation order: a header with the number of
+steps the sample took (and the denoiser calls of its batch), then pairs of aligned lines,
+`token` (each token as text, a space as ␣, escapes for other whitespace) and `step` (the
+0-based step that generated it, `-` for prompt tokens), wrapped at 100 characters.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="Do not show a progress bar (on stderr)."
     )
+    parser.add_argument(
+        "--show-order",
+        action="store_true",
+        help="After each sample, print the step that generated each token and the step count.",
+    )
     add_reverse_scheduler_argument(parser)
 
 
@@ -64,6 +74,36 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
         f"{tokenizer.vocab_size} ids): {shown or 'the prompt does not round-trip'}; "
         "remove or replace them"
     )
+
+
+def order_text(pieces: list[str], order: list[int], nfe: int, width: int = 100) -> str:
+    """The `--show-order` block of one sample (see module): `pieces` the tokens as text,
+    `order` the step of each (−1 for prompt tokens), `nfe` the denoiser calls of the batch."""
+    steps = max(order, default=-1) + 1
+    cells = [
+        (repr(p.replace(" ", "␣"))[1:-1] or "''", "-" if k < 0 else str(k))
+        for p, k in zip(pieces, order, strict=True)
+    ]
+    lines = [f"order: {steps} steps ({nfe} denoiser calls for the batch)"]
+    row: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        sizes = [max(map(len, cell)) for cell in row]
+        for label, column in (("token ", 0), ("step  ", 1)):
+            text = " ".join(c[column].ljust(n) for c, n in zip(row, sizes, strict=True))
+            lines.append((label + text).rstrip())
+
+    used = 6
+    for cell in cells:
+        size = max(map(len, cell)) + 1
+        if row and used + size > width:
+            flush()
+            row, used = [], 6
+        row.append(cell)
+        used += size
+    if row:
+        flush()
+    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
@@ -108,8 +148,11 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
                     f"out of memory drawing a batch of {count} samples of length {length} on "
                     f"{model.device} ({done} written); use a smaller --batch-size"
                 ) from None
-            for row in result.tokens.cpu():
+            for row, order in zip(result.tokens.cpu(), result.order.cpu(), strict=True):
                 out.write(f"--- sample {done} ---\n{data.decode(row.tolist())}\n")
+                if args.show_order:
+                    pieces = [data.decode([i]) for i in row.tolist()]
+                    out.write(order_text(pieces, order.tolist(), result.nfe))
                 done += 1
             out.flush()
             del result

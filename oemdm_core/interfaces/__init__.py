@@ -7,7 +7,13 @@ This package is what a plugin author reads. It imports only the plugin machinery
 
 from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput, KVCache
 from oemdm_core.interfaces.data import Dataset, Tokenizer
-from oemdm_core.interfaces.draws import gumbel_noise, sample_tokens, top_p_filter, uniform
+from oemdm_core.interfaces.draws import (
+    DrawOptions,
+    gumbel_noise,
+    sample_tokens,
+    top_p_filter,
+    uniform,
+)
 from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.interfaces.grids import GRIDS, StepGrid, equal_reveal_time
 from oemdm_core.interfaces.order import Order
@@ -25,6 +31,8 @@ from oemdm_core.interfaces.segment import (
     Segment,
     SegmentResult,
     SegmentSampler,
+    StepCallback,
+    StepInfo,
     time_grid,
     whole_sequence,
 )
@@ -36,6 +44,7 @@ __all__ = [
     "BaseSchedule",
     "Dataset",
     "DenoiserOutput",
+    "DrawOptions",
     "Estimator",
     "GridStep",
     "KVCache",
@@ -48,7 +57,9 @@ __all__ = [
     "SegmentResult",
     "SegmentSampler",
     "SlicedSchedule",
+    "StepCallback",
     "StepGrid",
+    "StepInfo",
     "Tokenizer",
     "WindowedSchedule",
     "block_order_size",

@@ -47,7 +47,8 @@ class Backbone(Component, nn.Module, ABC):
     Input ids lie in `[0, vocab_size]`; id `vocab_size` is the mask token.
 
     Sizes, set by every backbone: `vocab_size` (V), `max_length`, `hidden_size` (D, or 0 if
-    `hidden` is None).
+    `hidden` is None). Its `Options` must declare the fields `vocab_size` and `max_length`:
+    `OeMDM.from_config` passes them in, from the config's `vocab_size` and `length`.
 
     Capabilities, declared (class or instance attributes; the defaults below are the
     conservative ones, so a backbone that declares nothing gets the generic paths):

@@ -42,10 +42,16 @@ class Sampler(Component, ABC):
     the same generator, samples with `cache=True` equal those with `cache=False`. (With a
     time-conditioned backbone a KV cache keeps the t each position was committed at.)
     Declare it; the default is False.
+
+    `reports_steps`: `sample` takes a keyword `callback`, called after every step with a
+    `StepInfo` (`oemdm_core.interfaces.segment`: step index, times, state `[N, L]`, revealed
+    positions `[N, L]`); the callback changes nothing in the result. True for every
+    `SegmentSampler`; declare it elsewhere; the default is False.
     """
 
     kind = "sampler"
     has_cache: ClassVar[bool] = False
+    reports_steps: ClassVar[bool] = False
 
     @abstractmethod
     def sample(

@@ -4,6 +4,11 @@
 A sampler over the whole sequence fills one segment (all positions, reverse time 1 → 0);
 the `block` sampler fills one segment per block (the block's time window), with a denoiser
 that reads earlier blocks from a KV cache. Every `SegmentSampler` can be its inner rule.
+
+Step callbacks: `SegmentSampler.sample(..., callback=fn)` calls `fn(StepInfo)` after every
+step (`steps = []; sampler.sample(model, 4, callback=steps.append)` keeps the history). The
+protocol carries it: `whole_sequence` puts `fn` into `Segment.on_step`, and a rule's
+`fill_segment` calls `segment.report(...)` once per step it takes.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -28,6 +33,27 @@ ReverseSchedule = Callable[[Tensor, Tensor, DenoiserOutput], PositionSchedule]
 
 
 @dataclass
+class StepInfo:
+    """One finished sampler step, as a step callback receives it.
+
+    index: 0-based step, the value `SampleResult.order` holds at the positions it revealed.
+    t, s: `[N]` reverse time at the start and the end of the step (t ≥ s; an event sampler
+        such as first-hitting reports its event time as both).
+    state: `[N, L]` ids after the step (the mask is id V); do not modify it in place.
+    revealed: `[N, L]` bool, the positions un-masked in this step.
+    """
+
+    index: int
+    t: Tensor
+    s: Tensor
+    state: Tensor
+    revealed: Tensor
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+@dataclass
 class Segment:
     """Positions to generate while reverse time runs from `t_start` down to `t_end`.
 
@@ -38,6 +64,7 @@ class Segment:
     schedule: (state, t, output of `denoise` at (state, t)) → reverse `PositionSchedule`
         whose `[N, n]` columns are the segment's positions.
     uses_time: False if the denoiser ignores t (lets rules reuse a call on an unchanged state).
+    on_step: the step callback, or None; a rule calls it through `report`.
     """
 
     tokens: Tensor
@@ -47,6 +74,13 @@ class Segment:
     t_start: float = 1.0
     t_end: float = 0.0
     uses_time: bool = True
+    on_step: StepCallback | None = None
+
+    def report(self, index: int, t: Tensor, s: Tensor, state: Tensor, revealed: Tensor) -> None:
+        """Hand step `index` (times `[N]`, state and revealed `[N, n]`) to `on_step`, if any;
+        the state is copied, so a rule may go on changing its own in place."""
+        if self.on_step is not None:
+            self.on_step(StepInfo(index, t, s, state.clone(), revealed))
 
 
 @dataclass
@@ -89,28 +123,39 @@ def time_grid(segment: Segment, steps: int) -> Iterator[GridStep]:
 
 
 class SegmentSampler(Sampler):
-    """A sampler that can fill any `Segment`; `sample` fills the whole sequence as one."""
+    """A sampler that can fill any `Segment`; `sample` fills the whole sequence as one.
+
+    `fill_segment` calls `segment.report(...)` after every step, so every SegmentSampler
+    takes a step callback (`reports_steps`; the conformance kit checks it).
+    """
+
+    reports_steps: ClassVar[bool] = True
 
     @abstractmethod
     def fill_segment(
         self, segment: Segment, generator: torch.Generator | None = None
     ) -> SegmentResult:
         """Generate the masked entries of `segment.tokens` while reverse time runs from
-        `segment.t_start` to `segment.t_end`; at the end no mask is left."""
+        `segment.t_start` to `segment.t_end`; at the end no mask is left. After each step,
+        call `segment.report(index, t, s, state, revealed)`."""
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        segment, keep = whole_sequence(model, num_samples, length, fixed)
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+        segment, keep = whole_sequence(model, num_samples, length, fixed, callback)
         result = self.fill_segment(segment, generator)
         order = torch.where(keep, torch.full_like(result.order, -1), result.order)
         return SampleResult(tokens=result.tokens, order=order, nfe=result.nfe)
 
 
 def whole_sequence(
-    model: OeMDM, num_samples: int, length: int | None, fixed: Tensor | None
+    model: OeMDM,
+    num_samples: int,
+    length: int | None,
+    fixed: Tensor | None,
+    callback: StepCallback | None = None,
 ) -> tuple[Segment, Tensor]:
-    """The whole sequence as one segment on `model` (all masked but the `fixed` positions),
-    and the `[N, L]` mask of the fixed positions."""
+    """The whole sequence as one segment on `model` (all masked but the `fixed` positions,
+    steps reported to `callback`), and the `[N, L]` mask of the fixed positions."""
     length = model.length if length is None else length
     z, keep = initial_state(model, num_samples, length, fixed)
     segment = Segment(
@@ -119,5 +164,6 @@ def whole_sequence(
         denoise=model.denoise,
         schedule=model.reverse_schedule,
         uses_time=model.backbone.uses_time,
+        on_step=callback,
     )
     return segment, keep

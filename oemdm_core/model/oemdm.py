@@ -18,7 +18,7 @@ from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
-from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
+from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator, warn_if_outranked
 from oemdm_core.nelbo.terms import NELBOTerms
 from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import Registry, resolve_registry
@@ -214,6 +214,13 @@ class OeMDM(nn.Module):
                 raise ConfigError(
                     f"{kind}.{sorted(clash)[0]}: set at the top level of the model config; remove it from '{kind}'"
                 )
+            undeclared = sorted(set(extra) - set(component.Options.model_fields))
+            if undeclared:
+                raise ConfigError(
+                    f"{kind}[{spec.name}]: its Options do not declare {', '.join(undeclared)}; "
+                    f"the model passes {', '.join(sorted(extra))} to every {kind} (from the "
+                    f"config's vocab_size and length): add them as fields"
+                )
             options = component.validate_options(prefix=kind, **spec.options, **extra)
             return component.from_options(options, registry=reg)
 
@@ -230,7 +237,8 @@ class OeMDM(nn.Module):
             reason = estimator.unsupported_reason(model)
             if reason is not None:
                 raise ConfigError(f"estimator '{estimator.name}' cannot serve this model: {reason}")
-            model.estimator = estimator
+            model.estimator, best = estimator, cls._auto_estimator(model, reg)
+            warn_if_outranked(estimator, best, model.order.name)
         return model
 
     @staticmethod

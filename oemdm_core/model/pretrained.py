@@ -27,7 +27,7 @@ from oemdm_core.errors import (
     UnknownComponentError,
 )
 from oemdm_core.files import atomic_directory, fsync_dir, fsync_file, write_json
-from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core.plugin.registry import DISABLE_ENV, Registry, resolve_registry
 
 if TYPE_CHECKING:
     from oemdm_core.model.oemdm import OeMDM
@@ -123,7 +123,12 @@ def load(
     for kind, info in data.get("provenance", {}).items():
         name = data["model"][kind]["name"]
         if name not in registry.available(kind):
-            dist = (info or {}).get("distribution")
+            dist, plugin = (info or {}).get("distribution"), (info or {}).get("plugin")
+            if plugin in registry.disabled:
+                raise MissingPluginError(
+                    f"checkpoint {path} needs {kind} '{name}' of plugin '{plugin}', which is "
+                    f"disabled by {DISABLE_ENV}; remove '{plugin}' from {DISABLE_ENV} to load it"
+                )
             hint = (
                 f"install {dist.split()[0]} (it supplied it: {dist})"
                 if dist

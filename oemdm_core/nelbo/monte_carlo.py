@@ -3,12 +3,14 @@ Structured orders may register cheaper estimators of the same quantity."""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
+from oemdm_core.errors import OeMDMWarning
 from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.nelbo import terms as N
 from oemdm_core.nelbo.time_proposal import importance_times
@@ -130,3 +132,18 @@ class MonteCarloEstimator(Estimator):
             t=t.view(batch, draws)[:, 0] if draws > 1 else t,
             num_masked=per_sequence(masked.sum(-1).to(torch.float32)),
         )
+
+
+def warn_if_outranked(chosen: Estimator, best: Estimator, order: str) -> None:
+    """Warn (`OeMDMWarning`) when a config names `chosen` although `best`, which `auto`
+    would pick, has a higher priority: a structured estimator of lower variance."""
+    if type(best).auto_priority <= type(chosen).auto_priority:
+        return
+    warnings.warn(
+        f"estimator '{chosen.name}' for order '{order}', where '{best.name}' serves too, with "
+        f"less variance (docs/benchmarks.md: the generic single-draw SE was 1.5x "
+        f"block-vectorized's at block size 4 and 1.6x the NELBO itself for ar, which "
+        f"teacher-forcing computes exactly); use estimator 'auto' or '{best.name}'",
+        OeMDMWarning,
+        stacklevel=3,
+    )

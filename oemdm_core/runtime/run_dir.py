@@ -62,10 +62,17 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if not found:
         return
     if not overwrite:
+        from oemdm_core.runtime.checkpoints import latest_checkpoint
+
+        resume_hint = (
+            f"continue it with `oemdm train --resume {run_dir}`, or "
+            if latest_checkpoint(run_dir) is not None
+            else "it has no checkpoint to resume from; "
+        )
         raise RunDirError(
-            f"run directory {run_dir} already holds a run ({', '.join(found)}); continue it "
-            f"with `oemdm train --resume {run_dir}`, or start over with --overwrite (deletes "
-            f"its checkpoints and logs), or choose another training.run_dir"
+            f"run directory {run_dir} already holds a run ({', '.join(found)}); {resume_hint}"
+            f"start over with --overwrite (deletes its checkpoints and logs), or choose "
+            f"another training.run_dir"
         )
     foreign = [name for name in found if not _written_by_oemdm(run_dir / name)]
     if foreign:

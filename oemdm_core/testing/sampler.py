@@ -1,6 +1,7 @@
 """`check_sampler`: a built sampler keeps the `SampleResult` convention, is a function of
-its generator, keeps the caller's fixed positions and, when it declares `has_cache`, gives
-the same samples with and without its cache.
+its generator, keeps the caller's fixed positions, when it declares `has_cache` gives the
+same samples with and without its cache, and when it declares `reports_steps` hands every
+step to a callback, in agreement with the order it returns.
 
 The models come from `reference_models` (the reference backbone under the configurations
 of `REFERENCE_MODELS`: mdm, ar and block orders; bidirectional, causal and block-causal
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.sampler import Sampler, SampleResult
+from oemdm_core.interfaces.segment import StepInfo
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.testing.common import call, describe, fail
@@ -36,13 +38,19 @@ def check_sampler(
     model its `check_model` accepts:
 
     - tokens `[N, L]` long in [0, V); order `[N, L]` long, −1 exactly at the positions the
-      caller fixed (and the padding after `lengths`), ≥ 0 at every generated one; `nfe` an
-      int ≥ 1; `lengths` None or `[N]` in [0, L];
+      caller fixed (and the padding after `lengths`), ≥ 0 at every generated one, and not 0
+      everywhere when `nfe` > 1 (a run of several denoiser calls that generated everything
+      in its first step numbers its steps wrongly); `nfe` an int ≥ 1; `lengths` None or
+      `[N]` in [0, L];
     - fixed positions kept: a `[L]` prefix and a per-row `[N, L]` infilling pattern;
     - seeded determinism: two runs from `torch.Generator().manual_seed(seed)` give the same
       tokens, order, nfe and lengths, whatever the global RNG;
     - `has_cache`: rebuilt from its options with the other value of `cache`, the same
-      tokens, order and lengths, on the models whose backbone ignores t.
+      tokens, order and lengths, on the models whose backbone ignores t;
+    - `reports_steps`: with `callback=`, the same result, and the callback called with
+      `StepInfo`s of steps 0, 1, …, S−1 (t, s `[N]`; state `[N, L]` long; revealed `[N, L]`
+      bool), each generated position revealed at the step `order` gives it and holding a
+      token there, the last state equal to the tokens.
 
     registry: builds the reference models and rebuilds the sampler (default: the global
     one). models: (label, `OeMDM`) pairs to try (default: `reference_models(registry)`).
@@ -77,6 +85,8 @@ def check_sampler(
             if difference:
                 prop = "has_cache: cache=True gives the samples of cache=False"
                 fail(who, prop, f"{label}, fixed {infill.tolist()}", difference)
+        if type(sampler).reports_steps:
+            _check_steps(who, sampler, label, model, seed, infill, result)
     if other is not None and not compared:
         detail = (
             f"no model whose backbone ignores t is served both with cache={cache} and "
@@ -112,13 +122,16 @@ def _served(who: str, sampler: Sampler, models: Models) -> list[tuple[str, OeMDM
     return served
 
 
-def _sample(who: str, sampler, label, model, n, seed, fixed=None, noise=0) -> SampleResult:
+def _sample(
+    who: str, sampler, label, model, n, seed, fixed=None, noise=0, **callback
+) -> SampleResult:
     """One seeded run, with the global RNG set to `noise` (and restored afterwards)."""
     where = label if fixed is None else f"{label}, fixed {fixed.tolist()}"
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(noise)
         gen = torch.Generator().manual_seed(seed)
-        result = call(who, f"sample ({where})", sampler.sample, model, n, model.length, gen, fixed)
+        args = (sampler.sample, model, n, model.length, gen, fixed)
+        result = call(who, f"sample ({where})", *args, **callback)
     if not isinstance(result, SampleResult):
         fail(who, "sample returns a SampleResult", where, f"got {type(result).__name__}")
     return result
@@ -176,6 +189,55 @@ def _check_result(who, result, label, n, length, vocab, fixed: Tensor | None) ->
         what = "generated" if generated[tuple(at)] else "fixed by the caller or padding"
         detail = f"position {at} ({what}) has order {int(order[tuple(at)])}"
         fail(who, "order is −1 exactly at fixed positions and ≥ 0 at generated ones", where, detail)
+    if nfe > 1 and generated.sum() > 1 and bool((order[generated] == 0).all()):
+        detail = f"nfe {nfe}, but every generated position has order 0 (step 0)"
+        fail(who, "order numbers the steps (not all 0 after several denoiser calls)", where, detail)
+
+
+def _check_steps(who, sampler, label, model, seed, fixed: Tensor, result: SampleResult) -> None:
+    """`reports_steps`: a callback run gives `result` again and steps that match its order."""
+    where, prop = f"{label}, fixed {fixed.tolist()}", "reports_steps"
+    steps: list[StepInfo] = []
+    n, length = result.tokens.shape
+    again = _sample(who, sampler, label, model, n, seed, fixed, noise=1, callback=steps.append)
+    difference = _difference(result, again, with_nfe=True)
+    if difference:
+        fail(who, f"{prop}: a callback changes nothing", where, difference)
+    indices = [info.index if isinstance(info, StepInfo) else info for info in steps]
+    if indices != list(range(len(steps))):
+        fail(who, f"{prop}: StepInfos of steps 0, 1, …", where, f"got {indices[:10]}")
+    for info in steps:
+        for name, value, shape, dtype in (
+            ("t", info.t, (n,), None),
+            ("s", info.s, (n,), None),
+            ("state", info.state, (n, length), torch.long),
+            ("revealed", info.revealed, (n, length), torch.bool),
+        ):
+            if (
+                not isinstance(value, Tensor)
+                or value.shape != shape
+                or dtype not in (None, value.dtype)
+            ):
+                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else value
+                fail(who, f"{prop}: {name} is {shape}", f"{where}, step {info.index}", f"got {got}")
+        if bool((info.revealed & (info.state == model.mask_id)).any()):
+            at = (info.revealed & (info.state == model.mask_id)).nonzero()[0].tolist()
+            fail(
+                who,
+                f"{prop}: revealed positions hold a token",
+                f"{where}, step {info.index}",
+                f"mask at {at}",
+            )
+    valid = torch.ones_like(result.tokens, dtype=torch.bool)
+    if result.lengths is not None:
+        valid = torch.arange(length)[None, :] < result.lengths[:, None]
+    for row, col in ((result.order >= 0) & valid).nonzero().tolist():
+        step = int(result.order[row, col])
+        if step >= len(steps) or not bool(steps[step].revealed[row, col]):
+            detail = f"position {[row, col]} has order {step}; {len(steps)} steps reported"
+            fail(who, f"{prop}: revealed at the step order gives", where, detail)
+    if steps and not torch.equal(steps[-1].state[valid], result.tokens[valid]):
+        fail(who, f"{prop}: the last state is the tokens", where, "they differ")
 
 
 def _difference(a: SampleResult, b: SampleResult, with_nfe: bool) -> str | None:

@@ -9,6 +9,7 @@ from oemdm_core import Sampler, SampleResult
 from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
 from oemdm_core.interfaces.requirements import left_to_right_problems
 from oemdm_core.interfaces.sampler import initial_state
+from oemdm_core.interfaces.segment import StepInfo
 
 
 def check_ar_model(model, cache: bool) -> None:
@@ -34,6 +35,7 @@ class ARSampler(Sampler):
 
     name = "ar"
     has_cache = True
+    reports_steps = True
 
     class Options(DrawOptions):
         cache: bool = Field(
@@ -44,7 +46,7 @@ class ARSampler(Sampler):
         check_ar_model(model, self.options.cache)
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
         o = self.options
         check_ar_model(model, o.cache)
         length = model.length if length is None else length
@@ -67,6 +69,11 @@ class ARSampler(Sampler):
             draw = ~keep[:, column]
             z[:, column] = torch.where(draw, token, z[:, column])
             order[:, column] = torch.where(draw, nfe - 1, -1)
+            if callback is not None:
+                s = torch.full_like(t, (length - column - 1) / length)
+                revealed = torch.zeros_like(keep)
+                revealed[:, column] = draw
+                callback(StepInfo(nfe - 1, t, s, z.clone(), revealed))
             if cache is not None:
                 cache.set_last_token(z[:, column])  # keys never read the token at `column`
             start = column + 1

@@ -14,7 +14,7 @@ from oemdm_core.interfaces.draws import DrawOptions
 from oemdm_core.interfaces.position_schedule import SlicedSchedule
 from oemdm_core.interfaces.requirements import block_order_size
 from oemdm_core.interfaces.sampler import initial_state
-from oemdm_core.interfaces.segment import Segment, SegmentSampler
+from oemdm_core.interfaces.segment import Segment, SegmentSampler, StepCallback, StepInfo
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
 FORWARDED = ("steps", "temperature", "top_p")  # block options an inner rule built by name gets
@@ -45,6 +45,21 @@ class CachedBlockDenoiser:
         return type(out)(logits=out.logits[:, count:], hidden=hidden)
 
 
+def block_reporter(callback: StepCallback, z: Tensor, lo: int, hi: int, offset: int):
+    """The step callback of block `[lo, hi)`'s segment: hands `callback` the step `offset`
+    later, with the state and revealed positions over the whole sequence (`[N, L]`, the
+    other blocks as `z` holds them when the step ends)."""
+
+    def report(info: StepInfo) -> None:
+        state = z.clone()
+        state[:, lo:hi] = info.state
+        revealed = torch.zeros_like(state, dtype=torch.bool)
+        revealed[:, lo:hi] = info.revealed
+        callback(StepInfo(info.index + offset, info.t, info.s, state, revealed))
+
+    return report
+
+
 class BlockSampler(Sampler):
     """Blocks b = 0, 1, … of the order's block size B', each filled by the inner rule while
     reverse time runs through the block's window [(nb−1−b)/nb, (nb−b)/nb].
@@ -60,6 +75,7 @@ class BlockSampler(Sampler):
 
     name = "block"
     has_cache = True
+    reports_steps = True
 
     class Options(DrawOptions):
         steps: int = Field(
@@ -155,7 +171,7 @@ class BlockSampler(Sampler):
         self._check(model, model.length if length is None else length)
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
         length = model.length if length is None else length
         size = self._check(model, length)
         z, keep = initial_state(model, num_samples, length, fixed)
@@ -180,6 +196,7 @@ class BlockSampler(Sampler):
                 t_start=(nb - b) / nb,
                 t_end=(nb - 1 - b) / nb,
                 uses_time=backbone.uses_time,
+                on_step=None if callback is None else block_reporter(callback, z, lo, hi, steps),
             )
             result = self.rule.fill_segment(segment, generator)
             z[:, lo:hi] = result.tokens

@@ -144,13 +144,14 @@ class FirstHittingSampler(SegmentSampler):
         for k in range(total):
             position = events[:, k]
             active = counts > k
+            t_event = times[rows, position].clamp_min(0.0).float()
             # The first call (at t_start, same state) serves event 0 unless t matters.
             if k > 0 or segment.uses_time:
-                t_event = times[rows, position].clamp_min(0.0).float()
                 out = segment.denoise(z, t_event)
                 nfe += 1
             z[rows, position] = self._draw(out, z, position, active, generator)
             order[rows[active], position[active]] = k
+            segment.report(k, t_event, t_event, z, order == k)
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=total)
 
     def _power_law(self, segment, z, t, schedule, out, generator) -> SegmentResult:
@@ -179,6 +180,7 @@ class FirstHittingSampler(SegmentSampler):
             position = keys.argmax(1)
             z[rows, position] = self._draw(out, z, position, active, generator)
             order[rows[active], position[active]] = step
+            segment.report(step, t.float(), t.float(), z, order == step)
             step += 1
             if bool((z == segment.mask_id).any()):
                 out = segment.denoise(z, t.float())

@@ -172,8 +172,8 @@ class RemaskingSampler(SegmentSampler):
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None):
-        segment, keep = whole_sequence(model, num_samples, length, fixed)
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+        segment, keep = whole_sequence(model, num_samples, length, fixed, callback)
         return self.run(segment, keep, generator)
 
     @torch.no_grad()
@@ -235,6 +235,7 @@ class RemaskingSampler(SegmentSampler):
             z = torch.where(reveal, tokens, z)
             z = torch.where(remask, torch.full_like(z, mask_id), z)
             order = torch.where(reveal, step, torch.where(remask, -1, order))
+            segment.report(step, t, s, z, reveal)
             if o.strategy == "confidence":
                 probs = torch.softmax(out.logits.double(), dim=-1)
                 drawn = probs.gather(-1, tokens[..., None])[..., 0]
