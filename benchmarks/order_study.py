@@ -460,7 +460,7 @@ def report(args) -> list[dict]:
             groups.setdefault((r["task"], r["variant"], r["steps"]), []).append(r)
     print(
         "| task | variant | steps | seeds | NELBO bits/token (per seed) | mean ± SE | "
-        "w: y / r | w order score | sampled order corr. |"
+        "w: odd / even positions | w order score | sampled order corr. |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for (task, variant, steps), rs in groups.items():
