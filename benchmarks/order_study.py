@@ -270,6 +270,7 @@ VARIANTS = {
     "lomdm-posbias-log-lr30": Variant(
         {"name": "lomdm", "position_bias": True, "spread": "log"}, theta_lr=30.0
     ),
+    "lomdm-log": Variant({"name": "lomdm", "spread": "log"}),
     "lomdm-block": Variant({"name": "lomdm", "scheduler": "block"}),  # absolute position in g_φ
     "pos-c2anneal": Variant({"name": "positional"}, anneal_c2=0.5),
     "genmd4": Variant({"name": "genmd4"}),
