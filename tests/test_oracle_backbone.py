@@ -14,7 +14,7 @@ import pytest
 import torch
 from oemdm_tasks import chain_table
 
-from oemdm_core import OeMDM, registry
+from oemdm_core import ConfigError, OeMDM, registry
 from oemdm_core.nelbo.exact import exact_discrete_nelbo, exact_nelbo
 from oemdm_core.testing import check_backbone
 
@@ -64,8 +64,16 @@ def test_the_oracle_passes_the_backbone_kit(task):
 
 
 def test_the_oracle_refuses_a_vocabulary_that_is_not_two_alphabets():
-    with pytest.raises(Exception, match="vocab_size must be 2·symbols = 16"):
+    with pytest.raises(ConfigError, match="vocab_size must be 2·symbols = 16"):
         registry.build("backbone", "oracle", vocab_size=10)
+
+
+def test_the_entropy_counts_the_fresh_symbols():
+    for length in (5, 6):
+        model = oracle_model("mdm", length=length)
+        x = model.backbone.task.sample(4, torch.Generator().manual_seed(0))
+        nll = -model.backbone.log_likelihood(x)
+        torch.testing.assert_close(nll, torch.full_like(nll, model.backbone.entropy()))
 
 
 def test_the_chain_is_the_benchmark_lookup_chain():
@@ -80,14 +88,16 @@ def test_the_chain_is_the_benchmark_lookup_chain():
     torch.testing.assert_close(reverse.log_likelihood(x.flip(1)), ll)
 
 
+@pytest.mark.parametrize("length", [6, 5, 3])  # shorter: a window of the chain (reversed: its end)
 @pytest.mark.parametrize("task", ["lookup_chain", "reverse_lookup_chain"])
-def test_conditionals_match_counting_consistent_chains(task):
+def test_conditionals_match_counting_consistent_chains(task, length):
     """p(x_i = v | revealed) against the uniform law over all chains, for random masks."""
     symbols, pairs = 3, 3
-    chains = brute_force_chains(pairs, symbols)  # [K^P, L], each equally likely
+    chains = brute_force_chains(pairs, symbols)  # [K^P, 2P], each equally likely
     if task == "reverse_lookup_chain":
         chains = chains.flip(1)
-    model = oracle_model("mdm", symbols, 2 * pairs, task)
+    chains = chains[:, :length]  # the law of the first `length` positions (with repeats)
+    model = oracle_model("mdm", symbols, 2 * pairs, task)  # shorter inputs: a window
     g = torch.Generator().manual_seed(3)
     x = chains[torch.randint(0, len(chains), (40,), generator=g)]
     masked = torch.rand(x.shape, generator=g) < 0.6
@@ -138,7 +148,7 @@ def test_the_order_gradient_vanishes_at_the_oracle_but_not_at_another_denoiser()
         ("reference", {"name": "transformer", "preset": "tiny"}),
     ]:
         model = oracle_model(order, backbone=backbone)
-        x = brute_force_chains(2, 3)[:, :5][:6]  # length 5: the first positions of chains
+        x = brute_force_chains(3, 3)[:6, :5]  # length 5: the first positions of chains
         exact_nelbo(model, x, nodes=24).total.sum().backward()
         gradients[label] = model.order.theta.grad.abs().max().item()
     assert gradients["oracle"] < 1e-4

@@ -18,12 +18,14 @@ def test_order_measures_say_left_to_right_is_positive():
     assert study.w_order_score(decreasing.flip(0)) == pytest.approx(-1.0)
     assert study.sampled_order_corr(decreasing) > 0.4
     assert study.sampled_order_corr(decreasing.flip(0)) < -0.4
-    assert abs(study.sampled_order_corr(torch.full((study.LENGTH,), 0.7))) < 0.02
+    flat = torch.full((study.LENGTH,), 0.7)
+    assert abs(study.sampled_order_corr(flat)) < 0.02
+    assert study.w_order_score(flat) == 0.0  # ties get their average rank
 
 
 def test_content_orders_put_one_token_type_first():
-    w = study.exponents("y-first")
-    assert bool((w[1::2] > w[0::2]).all())  # y tokens sit at odd positions
+    assert bool((study.exponents("y-first")[1::2] > study.exponents("y-first")[0::2]).all())
+    assert bool((study.exponents("r-first")[0::2] > study.exponents("r-first")[1::2]).all())
 
 
 def test_a_short_coadaptation_run_logs_the_order(tmp_path):
@@ -34,4 +36,4 @@ def test_a_short_coadaptation_run_logs_the_order(tmp_path):
     assert trajectory[0]["w_std"] == pytest.approx(0.0, abs=1e-6)  # flat at the start
     assert trajectory[-1]["w_std"] > 0  # θ moved
     mean, se = study.nelbo_bpt(model, study.task_data("lookup_chain", 8, seed=1), draws=1)
-    assert mean > study.ENTROPY_BPT - 4 * se  # a bound: not below the entropy
+    assert se > 0 and mean > study.ENTROPY_BPT  # an untrained model: far above the entropy

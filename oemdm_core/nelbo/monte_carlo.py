@@ -47,7 +47,7 @@ class MonteCarloEstimator(Estimator):
         times: Literal["auto", "uniform", "importance"] = Field(
             default="auto",
             description="How training draws t: auto (the order's choice: importance for "
-            "lomdm, uniform otherwise), uniform, or importance-sampled from "
+            "lomdm and positional, uniform otherwise), uniform, or importance-sampled from "
             "½·U + ½·law(U^20) with weights 1/q(t).",
         )
 

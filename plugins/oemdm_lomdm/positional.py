@@ -13,7 +13,8 @@ the leave-one-out score-function term and the pathwise gradient through the velo
 
 `init` sets θ at the start: `flat` (θ = 0: the polynomial schedule 1 − t^{c1}, MDM's
 order), `left_to_right` / `right_to_left` (θ linear in the position from +scale to −scale,
-or the reverse). Freeze θ (`requires_grad_(False)`) to use a fixed soft order.
+or the reverse). Freeze θ (`requires_grad_(False)`) to use a fixed soft order. Of the shared learned-order
+options, `stop_gradient` has no effect here (the order reads no features or logits).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class PositionalOrder(Order):
         self.theta = nn.Parameter(start[o.init])
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """θ, the forward (and, the same, reverse) scheduler's parameters."""
         return {"forward_scheduler": [self.theta] if self.theta is not None else []}
 
     def exponents(self, length: int) -> Tensor:
@@ -98,6 +100,7 @@ class PositionalOrder(Order):
         return PowerSchedule(self.exponents(x.shape[1]).expand(x.shape[0], -1))
 
     def generation_weights(self, x, base, features=None) -> Tensor:
+        """w `[B, L]`, the same for every row of `x: [B, L]`."""
         return self.exponents(x.shape[1]).expand(x.shape[0], -1)
 
     def reverse_schedule(self, z_t, t, base, out=None) -> PowerSchedule:

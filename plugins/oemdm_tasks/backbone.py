@@ -2,8 +2,8 @@
 computed by forward–backward. It has no parameters and ignores t.
 
 For every fixed (data-independent) order it is the Bayes-optimal denoiser, so the
-continuous-time NELBO of any fixed order with it equals −log p(x) (docs/research.md,
-"The order ceiling"); what orders differ in is then only the discrete-time bound L_T and
+continuous-time NELBO of any fixed order with it equals −log p(x)
+(docs/reports/2026-12-03-learned-order.md, §1); what orders differ in is then only the discrete-time bound L_T and
 what a learned denoiser can learn. For a learned order whose forward schedule reads x, the
 mask pattern carries information about x that this denoiser ignores.
 """
@@ -59,14 +59,16 @@ class OracleBackbone(Backbone):
         self.task = type(task)(task.chain.smoothed(o.smoothing), task.reverse)
 
     def entropy(self) -> float:
-        """H(x) of the task in nats per sequence (P·log K for the lookup chains)."""
-        return (self.max_length // 2) * math.log(self.options.symbols)
+        """H(x) of the task in nats per sequence: P·log K for the P = ⌈L/2⌉ fresh r's."""
+        return ((self.max_length + 1) // 2) * math.log(self.options.symbols)
 
     def log_likelihood(self, x: Tensor) -> Tensor:
         """log p(x) under the (smoothed) task: `[B]` float64 nats."""
         return self.task.log_likelihood(x.cpu()).to(x.device)
 
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> DenoiserOutput:
+        """tokens `[B, n]` (n ≤ max_length, mask id V) → logits `[B, n, V]` float32, the exact
+        log p(x_i = v | revealed j ≠ i); t is ignored; no hidden states."""
         if tokens.shape[1] > self.max_length:
             raise ValueError(
                 f"sequence length {tokens.shape[1]} exceeds max_length {self.max_length}"
