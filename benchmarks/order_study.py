@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ from oemdm_lomdm import PowerSchedule
 from torch import Tensor
 
 from oemdm_core import OeMDM, Order
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_orders_report import order_correlation  # noqa: E402
 
 LENGTH, SYMBOLS = 32, 8
 VOCAB = 2 * SYMBOLS
@@ -147,33 +152,19 @@ def nelbo_bpt(
     return float(v.mean()), float(v.std() / len(v) ** 0.5)
 
 
-def average_ranks(v: Tensor) -> Tensor:
-    """Ranks 0 … n−1 of `v [n]`, ties given their average rank, float64."""
-    v = v.double()
-    below = (v[None, :] < v[:, None]).sum(-1).double()
-    equal = (v[None, :] == v[:, None]).sum(-1).double()
-    return below + (equal - 1) / 2
-
-
 def w_order_score(w: Tensor) -> float:
     """−Spearman(w, position) of exponents `[L]`: +1 = generated left to right, 0 if flat
-    (ties get their average rank)."""
-    rank = average_ranks(w)
-    pos = torch.arange(len(w), dtype=torch.float64)
-    rank, pos = rank - rank.mean(), pos - pos.mean()
-    return float(-(rank @ pos) / (rank.norm() * pos.norm()).clamp_min(1e-12))
+    (a larger w is generated earlier; ties get their average rank)."""
+    return order_correlation((-w.detach().double())[None])
 
 
 def sampled_order_corr(w: Tensor, num: int = 512, seed: int = 0) -> float:
     """Mean Spearman correlation of position with generation rank under the Plackett–Luce
     order of exponents `w` ([L] or [N, L]): forward mask times U^{1/w}, generated latest first."""
     g = torch.Generator().manual_seed(seed)
-    u = torch.rand(num, LENGTH, generator=g, dtype=torch.float64)
-    mask_time = u.pow(1.0 / w.double().expand(num, -1))
-    rank = (-mask_time).argsort(-1).argsort(-1).double()  # 0 = generated first
-    pos = torch.arange(LENGTH, dtype=torch.float64)
-    rank, pos = rank - rank.mean(-1, keepdim=True), pos - pos.mean()
-    return float(((rank * pos).sum(-1) / (rank.norm(dim=-1) * pos.norm())).mean())
+    u = torch.rand(num, w.shape[-1], generator=g, dtype=torch.float64)
+    mask_time = u.pow(1.0 / w.detach().double().expand(num, -1))
+    return order_correlation(-mask_time)
 
 
 def weights_of(model: OeMDM, x: Tensor) -> Tensor | None:
@@ -342,8 +333,6 @@ def train(
 
 
 def sampled_corr_of(model: OeMDM, num: int = 128, seed: int = 0) -> float:
-    from compare_orders_report import order_correlation
-
     from oemdm_core import registry
 
     sampler = registry.build("sampler", "ancestral", steps=LENGTH)
@@ -533,7 +522,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     raise SystemExit(main())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -13,6 +16,10 @@ from test_lomdm_gradients import (
 )
 
 from oemdm_core import ConfigError, registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import order_study as study  # noqa: E402
+
 from oemdm_core.testing import check_order
 
 
@@ -73,16 +80,6 @@ def test_without_the_score_function_term_the_positional_gradient_is_biased():
     assert float(projection_z_scores(exact, samples)["order.theta"].abs().max()) > 4
 
 
-def sampled_order_correlation(w: torch.Tensor, num: int = 4000, seed: int = 0) -> float:
-    """Mean Spearman correlation of position with generation rank under the Plackett–Luce
-    order of exponents `w [L]` (forward mask times U^{1/w}; the last masked is generated first)."""
-    u = torch.rand(num, len(w), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    rank = (-u.pow(1.0 / w.double())).argsort(-1).argsort(-1).double()
-    pos = torch.arange(len(w), dtype=torch.float64)
-    rank, pos = rank - rank.mean(-1, keepdim=True), pos - pos.mean()
-    return float(((rank * pos).sum(-1) / (rank.norm(dim=-1) * pos.norm())).mean())
-
-
 @pytest.mark.parametrize(("spread", "low", "high"), [("linear", 0.30, 0.40), ("log", 0.65, 0.80)])
 def test_how_graded_a_positional_order_can_be(spread, low, high):
     """With the paper's linear spread a left-to-right ramp of θ (any scale) gives a sampled
@@ -93,5 +90,5 @@ def test_how_graded_a_positional_order_can_be(spread, low, high):
         model = tiny_model({**order, "spread": spread}, length=32)
         w = model.order.exponents(32).detach()
         assert float(w.log().mean().exp() if spread == "log" else w.mean()) == pytest.approx(0.7)
-        best = max(best, sampled_order_correlation(w))
+        best = max(best, study.sampled_order_corr(w, num=4000))
     assert low < best < high
