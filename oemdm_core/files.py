@@ -101,21 +101,28 @@ def replace_symlink(link: str | os.PathLike, target: str) -> None:
     fsync_dir(link.parent)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically and durably (temporary file, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (mode 0o666 less the umask) to write; on success it
+    is fsynced and renamed onto `path`, on error removed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically and durably (temporary file, fsync, rename)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -9,10 +9,8 @@ file and the first disagreeing tensor.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +24,7 @@ from oemdm_core.errors import (
     MissingPluginError,
     UnknownComponentError,
 )
-from oemdm_core.files import atomic_directory, fsync_dir, fsync_file, write_json
+from oemdm_core.files import atomic_directory, atomic_file, fsync_dir, write_json
 from oemdm_core.plugin.registry import DISABLE_ENV, Registry, resolve_registry
 
 if TYPE_CHECKING:
@@ -68,16 +66,8 @@ def save(
             save_model(model, str(tmp / WEIGHTS_FILE))
         return path
     check_save_target(path, overwrite)
-    fd, weights_tmp = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", dir=path)
-    os.close(fd)
-    try:
-        save_model(model, weights_tmp)
-        fsync_file(weights_tmp)
-        os.replace(weights_tmp, path / WEIGHTS_FILE)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(weights_tmp)
-        raise
+    with atomic_file(path / WEIGHTS_FILE) as weights_tmp:
+        save_model(model, str(weights_tmp))
     write_json(path / CONFIG_FILE, config)
     fsync_dir(path)
     return path
@@ -147,8 +137,8 @@ def load(
 
 def _is_model_config(config_file: Path) -> bool:
     try:
-        return json.loads(config_file.read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+        return read_json_object(config_file, "").get("format") == FORMAT
+    except (FileNotFoundError, CheckpointError):
         return False
 
 

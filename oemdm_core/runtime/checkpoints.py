@@ -88,8 +88,8 @@ def save_checkpoint(
 
 
 def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """sha256 of a (small) file's bytes, hex (hashlib.file_digest needs Python 3.11)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_tokenizer_record(checkpoint: Path) -> dict[str, Any]:

@@ -62,18 +62,29 @@ def checkpoint(run: TrainingRun, state: LoopState, finished: bool = False) -> No
 
 
 def stop_at_step_boundary(
-    run: TrainingRun, state: LoopState, signals: StopSignal, bar: Any | None
+    run: TrainingRun,
+    state: LoopState,
+    signals: StopSignal,
+    bar: Any | None,
+    during: str | None = None,
 ) -> NoReturn:
-    """A signal asked the run to stop: checkpoint this step boundary, raise `Interrupted`."""
+    """A signal asked the run to stop: checkpoint this step boundary, raise `Interrupted`
+    (`during`: the phase it stopped, when that was not the training loop itself)."""
     if bar is not None:
         bar.close()
     if state.saved_step != state.step:
         checkpoint(run, state)
-    raise Interrupted(
-        f"interrupted by {signals.name} at step {state.step}; checkpoint saved in "
-        f"{run.ckpt_dir}; continue with `oemdm train --resume {run.run_dir}`",
-        signals.received,
-    )
+    if during is None:
+        message = (
+            f"interrupted by {signals.name} at step {state.step}; checkpoint saved in "
+            f"{run.ckpt_dir}; continue with `oemdm train --resume {run.run_dir}`"
+        )
+    else:
+        message = (
+            f"interrupted by {signals.name} during {during}; checkpoint of step {state.step} "
+            f"saved in {run.ckpt_dir}; `oemdm train --resume {run.run_dir}` finishes the run"
+        )
+    raise Interrupted(message, signals.received)
 
 
 def finish(run: TrainingRun, state: LoopState, signals: StopSignal) -> FitResult:
@@ -85,14 +96,7 @@ def finish(run: TrainingRun, state: LoopState, signals: StopSignal) -> FitResult
         try:
             state.last_eval = run.evaluate(progress=True)
         except Interrupted:
-            if state.saved_step != state.step:
-                checkpoint(run, state)
-            raise Interrupted(
-                f"interrupted by {signals.name} during the final evaluation; checkpoint of "
-                f"step {state.step} saved in {run.ckpt_dir}; `oemdm train --resume "
-                f"{run.run_dir}` finishes the run",
-                signals.received,
-            ) from None
+            stop_at_step_boundary(run, state, signals, None, during="the final evaluation")
         run.log.scalars(state.step, {"eval/bits_per_token": state.last_eval.bits_per_token})
     checkpoint(run, state, finished=True)
     if signals.received is not None:
