@@ -76,11 +76,12 @@ class Segment:
     uses_time: bool = True
     on_step: StepCallback | None = None
 
-    def report(self, index: int, t: Tensor, s: Tensor, state: Tensor, revealed: Tensor) -> None:
-        """Hand step `index` (times `[N]`, state and revealed `[N, n]`) to `on_step`, if any;
-        the state is copied, so a rule may go on changing its own in place."""
+    def report(self, index: int, t: Tensor, s: Tensor, state: Tensor, order: Tensor) -> None:
+        """Hand step `index` (times `[N]`; the state and the rule's order so far, `[N, n]`) to
+        `on_step`, if any. Nothing is computed without a callback; the revealed mask is
+        `order == index`, and the state is copied, so a rule may go on changing its own."""
         if self.on_step is not None:
-            self.on_step(StepInfo(index, t, s, state.clone(), revealed))
+            self.on_step(StepInfo(index, t, s, state.clone(), order == index))
 
 
 @dataclass
@@ -137,7 +138,7 @@ class SegmentSampler(Sampler):
     ) -> SegmentResult:
         """Generate the masked entries of `segment.tokens` while reverse time runs from
         `segment.t_start` to `segment.t_end`; at the end no mask is left. After each step,
-        call `segment.report(index, t, s, state, revealed)`."""
+        call `segment.report(index, t, s, state, order)`."""
 
     @torch.no_grad()
     def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):

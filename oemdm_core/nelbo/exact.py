@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.backbone import DenoiserOutput
-from oemdm_core.interfaces.grids import equal_reveal_time
+from oemdm_core.interfaces.grids import check_grid, equal_reveal_time
 
 
 @dataclass
@@ -246,6 +246,7 @@ def exact_discrete_nelbo_on_grid(model, x: Tensor, steps: int, grid: str) -> Exa
     `[B]` each, float64 nats per sequence. Paths grow as (T + 1)^L: keep L·log T small.
     """
     model.check_tokens(x)
+    check_grid(grid)
     batch, length = x.shape
     outcomes = all_masks(length, x.device)  # [M, L] True = un-masked in the step
     z = torch.full_like(x, model.mask_id)  # the frontier: states, their rows, times, weights

@@ -57,7 +57,7 @@ class AncestralSampler(SegmentSampler):
             tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, index, order)
-            segment.report(index, t, s, z, reveal)
+            segment.report(index, t, s, z, order)
             changed = bool(reveal.any())
             steps_used = index + 1
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)

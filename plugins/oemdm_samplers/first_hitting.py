@@ -151,7 +151,7 @@ class FirstHittingSampler(SegmentSampler):
                 nfe += 1
             z[rows, position] = self._draw(out, z, position, active, generator)
             order[rows[active], position[active]] = k
-            segment.report(k, t_event, t_event, z, order == k)
+            segment.report(k, t_event, t_event, z, order)
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=total)
 
     def _power_law(self, segment, z, t, schedule, out, generator) -> SegmentResult:
@@ -180,7 +180,7 @@ class FirstHittingSampler(SegmentSampler):
             position = keys.argmax(1)
             z[rows, position] = self._draw(out, z, position, active, generator)
             order[rows[active], position[active]] = step
-            segment.report(step, t.float(), t.float(), z, order == step)
+            segment.report(step, t, t, z, order)
             step += 1
             if bool((z == segment.mask_id).any()):
                 out = segment.denoise(z, t.float())

@@ -235,7 +235,7 @@ class RemaskingSampler(SegmentSampler):
             z = torch.where(reveal, tokens, z)
             z = torch.where(remask, torch.full_like(z, mask_id), z)
             order = torch.where(reveal, step, torch.where(remask, -1, order))
-            segment.report(step, t, s, z, reveal)
+            segment.report(step, t, s, z, order)
             if o.strategy == "confidence":
                 probs = torch.softmax(out.logits.double(), dim=-1)
                 drawn = probs.gather(-1, tokens[..., None])[..., 0]

@@ -105,6 +105,6 @@ class TopKSampler(SegmentSampler):
             tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, step.index, order)
-            segment.report(step.index, step.t, step.s, z, reveal)
+            segment.report(step.index, step.t, step.s, z, order)
             steps_used = step.index + 1
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps_used)

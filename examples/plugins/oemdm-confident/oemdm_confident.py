@@ -53,7 +53,7 @@ class MostConfident(SegmentSampler):
             tokens = sample_tokens(out.logits, generator, o.temperature, o.top_p)
             z = torch.where(reveal, tokens, z)
             order = torch.where(reveal, step.index, order)
-            segment.report(step.index, step.t, step.s, z, reveal)  # the step callback
+            segment.report(step.index, step.t, step.s, z, order)  # the step callback
             steps = step.index + 1
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=steps)
 
