@@ -132,7 +132,10 @@ def result_path(out: Path, setting: str, model: str, seed: int) -> Path:
 
 
 def check_manifest(out: Path, manifest: dict) -> None:
-    """Refuse to mix runs of different configurations in one output directory."""
+    """Refuse to mix runs of different configurations in one output directory. The seeds
+    may differ (every result file is per seed): `--seeds 0` now and `--seeds 0,1` later
+    reuses seed 0."""
+    manifest = {**manifest, "profile": {**manifest["profile"], "seeds": None}}
     path = out / "manifest.json"
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -473,7 +476,8 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
         device=args.device,
         tokenizer=tokenizer,
     )
-    specs = select_specs(model_specs(), args.models)
+    models = args.models or (",".join(profile.models) if profile.models else None)
+    specs = select_specs(model_specs(), models)
     return profile, specs, parse_settings(args.settings)
 
 

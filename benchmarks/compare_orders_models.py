@@ -115,6 +115,9 @@ class Profile:
     dataset: dict[str, Any] | None = None  # None: the corpus file (text-files)
     tokenizer: dict[str, Any] = field(default_factory=lambda: {"name": "char"})
     extra_training: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None  # None: every model of `model_specs()`
+    zero_shot: tuple[str, ...] = ()  # corpora (repo-relative) scored by every model, unseen
+    judge_steps: tuple[int, ...] = ()  # extra sampler steps T whose samples the AR model scores
 
 
 PROFILES: dict[str, Profile] = {
@@ -133,6 +136,25 @@ PROFILES: dict[str, Profile] = {
     # Measured: 65 min on 2 idle cores with `--workers auto` (2 processes × 1 thread; about
     # 0.75 s per AR/MDM step); one process alone would need about twice that.
     "default": Profile("default", {"preset": "small"}, steps=150),
+    # The paper's table (AR < LoMDM < block4 < GenMD4 < MDM on OpenWebText) at CPU scale:
+    # subword text (byte-level BPE, 2048 ids), L = 128, the small preset, the paper's five
+    # models, zero-shot on the two other bundled corpora and gen-PPL at T = 64 and 256.
+    # Measured cost (1 idle core, batch 8): 0.51 s per AR/MDM step, 1.0 s per block4/GenMD4/
+    # LoMDM step, so 3000 steps of all five models take 3.4 h per seed on one core and the
+    # matched setting (AR/MDM 7000 steps) about as much again.
+    "paper-cpu": Profile(
+        "paper-cpu",
+        {"preset": "small"},
+        length=128,
+        steps=3000,
+        eval_sequences=64,
+        num_samples=16,
+        sample_steps=64,
+        tokenizer={"name": "bpe", "vocab_size": 2048},
+        models=("ar", "mdm", "block4", "genmd4", "lomdm"),
+        zero_shot=("../shared/data/kjv.txt.xz", "../shared/data/shakespeare.txt.xz"),
+        judge_steps=(256,),
+    ),
     # GPU, OpenWebText protocol (MDLM / BD3-LM): GPT-2 tokenizer, L = 1024, 12 × 768.
     "gpu-owt": Profile(
         "gpu-owt",
