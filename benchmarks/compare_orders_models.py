@@ -22,13 +22,13 @@ from compare_orders_eval import monte_carlo_metrics
 from compare_orders_report import order_exponents, unigram_entropy
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
 from oemdm_core.runtime.data_cache import build_data, eval_batches
 from oemdm_core.runtime.evaluation.likelihood import evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components, parse_config
 from oemdm_core.runtime.trainer import fit
 
-MODEL_DIR = "model"  # inside the checkpoint directory (see oemdm_core.runtime.checkpoints)
+MODEL_DIR = "model"  # inside the checkpoint directory (see oemdm_core.runtime.checkpoint.store)
 
 
 # -- the models --------------------------------------------------------------------------

@@ -36,11 +36,11 @@ import torch
 from oemdm_core import Order, hookimpl, registry
 from oemdm_core.interfaces import GRIDS
 from oemdm_core.nelbo import discrete_nelbo_on_grid
-from oemdm_core.runtime.checkpoints import TOKENIZER_FILE, load_json
+from oemdm_core.runtime.checkpoint.restore import load_checkpoint
+from oemdm_core.runtime.checkpoint.store import TOKENIZER_FILE, load_json
 from oemdm_core.runtime.data_cache import build_data, eval_batches
 from oemdm_core.runtime.evaluation.likelihood import evaluation_times
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
-from oemdm_core.runtime.restore import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lookup_chain_task import is_valid  # noqa: E402

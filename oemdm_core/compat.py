@@ -34,7 +34,7 @@ MOVED: dict[str, str] = {
     "oemdm_core.config": "oemdm_core.model.config",
     "oemdm_core.experiment": "oemdm_core.runtime.experiment",
     "oemdm_core.loader": "oemdm_core.runtime.data_cache",
-    "oemdm_core.training_state": "oemdm_core.runtime.checkpoints",
+    "oemdm_core.training_state": "oemdm_core.runtime.checkpoint.store",
     "oemdm_core.trainer": "oemdm_core.runtime.trainer",
     "oemdm_core.run_dir": "oemdm_core.runtime.run_dir",
     "oemdm_core.run_log": "oemdm_core.runtime.run_log",

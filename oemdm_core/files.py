@@ -67,7 +67,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     If the block raises, `path` is untouched and the temporary directory removed. Replacing
     an existing directory takes two renames (a directory cannot be renamed over a non-empty
     one); training checkpoints avoid that window with versioned directories instead
-    (`oemdm_core.runtime.checkpoints.save_versioned_checkpoint`).
+    (`oemdm_core.runtime.checkpoint.store.save_versioned_checkpoint`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from conftest import tiny_model, tiny_run
 from oemdm_core import ConfigError, OeMDM, Registry, registry
 from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointError, OeMDMWarning
-from oemdm_core.runtime.checkpoints import STATE_FILE, find_checkpoint
+from oemdm_core.runtime.checkpoint.store import STATE_FILE, find_checkpoint
 from oemdm_core.runtime.experiment import load_config
 
 
@@ -227,7 +227,7 @@ def test_a_corrupt_checkpoint_file_is_named(run_copy, capsys, damaged, words):
 def test_a_corrupt_training_state_is_named(run_copy, capsys):
     path = find_checkpoint(run_copy) / STATE_FILE
     path.write_bytes(path.read_bytes()[:100])
-    from oemdm_core.runtime.checkpoints import load_training_state
+    from oemdm_core.runtime.checkpoint.store import load_training_state
 
     with pytest.raises(CheckpointError, match=f"{STATE_FILE}: cannot be read, .*corrupt"):
         load_training_state(path.parent)

@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import tiny_run
 
-from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
 
 TOL = 1e-4

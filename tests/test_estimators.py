@@ -78,11 +78,6 @@ def test_registered():
             {"attention": "block_causal", "block_size": 2},
             "block-vectorized",
         ),
-        (
-            {"name": "block", "block_size": 2},
-            {"attention": "block_causal", "block_size": 4},
-            "generic",
-        ),
         ({"name": "block", "block_size": 2}, {"attention": "bidirectional"}, "generic"),
         ({"name": "ar"}, {"attention": "block_causal", "block_size": 1}, "block-vectorized"),
         ({"name": "mdm"}, {"attention": "bidirectional"}, "generic"),
@@ -110,11 +105,6 @@ def test_order_block_structure():
             {"name": "block", "block_size": 2},
             {"attention": "bidirectional"},
             ["'transformer'", "'bidirectional'", "block_causal"],
-        ),
-        (
-            {"name": "block", "block_size": 2},
-            {"attention": "block_causal", "block_size": 4},
-            ["block_size 4", "'block'", "block size 2"],
         ),
         ({"name": "mdm"}, {"attention": "bidirectional"}, ["'mdm'", "'transformer'"]),
     ],

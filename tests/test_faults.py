@@ -18,7 +18,7 @@ from conftest import tiny_run
 import oemdm_core.runtime.trainer as trainer
 from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointWriteError, OeMDMWarning, RunDirError
-from oemdm_core.runtime.checkpoints import (
+from oemdm_core.runtime.checkpoint.store import (
     CHECKPOINT_DIR,
     CHECKPOINTS_DIR,
     STATE_FILE,
@@ -231,7 +231,7 @@ def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path
 )
 def test_a_crash_anywhere_in_the_swap_leaves_a_complete_checkpoint(tmp_path, monkeypatch, crash_in):
     import oemdm_core.files as checkpoint
-    import oemdm_core.runtime.checkpoints as ts
+    import oemdm_core.runtime.checkpoint.store as ts
 
     cfg = load_config(overrides=tiny(tmp_path, "run", "training.checkpoint_every=1"))
     fit(load_config(overrides=tiny(tmp_path, "run", "training.stop_after=2")))

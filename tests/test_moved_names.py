@@ -13,7 +13,7 @@ MOVED = {
     "oemdm_core.runtime.trainer": {
         "lr_factor": "oemdm_core.runtime.optimizer",
         "make_optimizer": "oemdm_core.runtime.optimizer",
-        "load_resume_state": "oemdm_core.runtime.resume",
+        "load_resume_state": "oemdm_core.runtime.checkpoint.resume",
         "open_run_dir": "oemdm_core.runtime.training_run",
         "draw_samples": "oemdm_core.runtime.training_run",
         "build_data": "oemdm_core.runtime.data_cache",

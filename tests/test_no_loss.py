@@ -82,7 +82,7 @@ def test_resume_of_a_finished_run_keeps_its_checkpoint_and_logs_nothing(tmp_path
 
 
 def test_a_checkpoint_rewritten_at_the_same_step_is_the_one_kept(tmp_path):
-    from oemdm_core.runtime.checkpoints import save_versioned_checkpoint
+    from oemdm_core.runtime.checkpoint.store import save_versioned_checkpoint
 
     model = tiny_model()
     args = (model, {"name": "char"}, {}, {"step": 4})

@@ -111,8 +111,10 @@ def test_remdm_fills_the_blocks_of_the_block_sampler():
         block_size=2,
     )
     plain = registry.build("sampler", "block", steps=4, inner="ancestral")
-    remask = registry.build("sampler", "block", steps=4, inner="remdm")
-    remask.rule.options.eta = 0.0  # η = 0: the same draws as the ancestral inner rule
+    # η = 0: the same draws as the ancestral inner rule
+    remask = registry.get("sampler", "block")(
+        inner=registry.build("sampler", "remdm", steps=4, eta=0.0)
+    )
     a, b = (s.sample(model, 3, generator=gen(5)) for s in (plain, remask))
     assert torch.equal(a.tokens, b.tokens)
 

@@ -149,7 +149,7 @@ def test_train_with_a_bpe_tokenizer_end_to_end(tmp_path):
     from conftest import tiny_run
 
     from oemdm_core.cli import main
-    from oemdm_core.runtime.checkpoints import load_json
+    from oemdm_core.runtime.checkpoint.store import load_json
 
     args = tiny_run(tmp_path, "run", "data.tokenizer={name: bpe, vocab_size: 320}")
     assert main(["train", *[a for o in args for a in ("--set", o)]]) == 0

@@ -11,7 +11,7 @@ from conftest import tiny_run
 
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
 from oemdm_core.runtime.trainer import NonFiniteLossError, fit, lr_factor
 

@@ -126,7 +126,7 @@ def set_reverse_scheduler(model, choice: str) -> None:
 
 def load(checkpoint: str, registry: Registry | None = None, device: str = "cpu"):
     """(model, experiment config, Data without splits, checkpoint dir) of a checkpoint."""
-    from oemdm_core.runtime.restore import load_checkpoint
+    from oemdm_core.runtime.checkpoint.restore import load_checkpoint
 
     return load_checkpoint(checkpoint, registry, device)
 
@@ -199,7 +199,7 @@ def evaluation_config(args: argparse.Namespace, cfg, max_length: int):
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     from functools import partial
 
-    from oemdm_core.runtime.checkpoints import load_tokenizer_record
+    from oemdm_core.runtime.checkpoint.store import load_tokenizer_record
     from oemdm_core.runtime.data_cache import build_data, eval_batches
     from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
     from oemdm_core.runtime.evaluation.exact_order import evaluate_exact_order

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from oemdm_core.plugin.registry import Registry
 
@@ -38,24 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace):
-    """The experiment config of a train/config invocation (resume: the saved one as base)."""
-    from oemdm_core.runtime.checkpoints import (
-        CHECKPOINT_DIR,
-        EXPERIMENT_FILE,
-        checkpoint_versions,
-        load_json,
-    )
-    from oemdm_core.runtime.experiment import load_config
+    """The experiment config of a train invocation (see `checkpoint.resume.resolve_config`)."""
+    from oemdm_core.runtime.checkpoint.resume import resolve_config
 
-    base = None
-    if getattr(args, "resume", None) and not args.config:
-        versions = [v for v in checkpoint_versions(args.resume) if (v / EXPERIMENT_FILE).is_file()]
-        if not versions:
-            where = Path(args.resume) / CHECKPOINT_DIR
-            raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {where}")
-        base = load_json(versions[0] / EXPERIMENT_FILE)
-        base["training"]["stop_after"] = None  # a resumed run goes on to training.steps
-    return load_config(args.config, args.overrides, base=base)
+    return resolve_config(args.config, args.overrides, args.resume)
 
 
 def run(args: argparse.Namespace, registry: Registry | None = None) -> int:

@@ -16,8 +16,8 @@ from oemdm_core.plugin.component import Component
 class Order(Component, nn.Module, ABC):
     """Maps a conditioning input to a `PositionSchedule`.
 
-    Class attributes describe what the order needs; the model (never the order) runs the
-    backbone:
+    Class attributes (or, where they follow from an option, properties) describe what the
+    order needs; the model (never the order) runs the backbone:
 
     - `learned`: the forward schedule depends on parameters, so the estimator adds the
       score-function term for them (see `oemdm_core.nelbo.terms`).
@@ -30,9 +30,11 @@ class Order(Component, nn.Module, ABC):
       `reverse_scheduler_enabled = False` switches off (inference-time ablation: the order's
       random-order fallback with the same denoiser).
 
-    How the generic estimator trains a learned order (instance attributes, read by plain
-    attribute access; fixed orders keep the defaults):
+    How the generic estimator trains a learned order: read-only properties (fixed orders keep
+    the defaults below; a learned order overrides them with properties over its frozen
+    `options`, so they are defined in one place and cannot drift from the options):
 
+    - `needs_features` (above) may likewise follow from an option (LoMDM's `features`).
     - `shared_time`: the `num_draws` draws of one sequence share one t, so the
       leave-one-out baseline removes only the mask noise (times stay low-discrepancy
       across sequences).
@@ -44,19 +46,17 @@ class Order(Component, nn.Module, ABC):
     - `feature_gradient`: the clean-x features f(x) (`needs_features`) carry gradients into
       the backbone; False runs that pass under `torch.no_grad` (stop-gradient schedulers).
 
+    `reverse_scheduler_enabled` is no option but an inference-time switch (the ablation
+    above), the one attribute a caller sets on a built order.
+
     Fixed orders (mdm, block, ar) do not depend on the data: their reverse schedule equals
     the forward one, so the velocity-matching term is exactly 0.
     """
 
     kind = "order"
     learned: ClassVar[bool] = False
-    needs_features: bool = False
     needs_logits: ClassVar[bool] = False
     has_reverse_scheduler: ClassVar[bool] = False
-    shared_time: bool = False
-    times: str = "uniform"
-    t_min: float = 0.0
-    feature_gradient: bool = True
     reverse_scheduler_enabled: bool = True
 
     def __init__(self, **options: Any) -> None:
@@ -67,6 +67,31 @@ class Order(Component, nn.Module, ABC):
     def num_draws(self) -> int:
         """Draws of (t, z_t) per sequence in one NELBO estimate (K for learned orders)."""
         return 1
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the schedules read backbone hidden states (see the class docstring)."""
+        return False
+
+    @property
+    def shared_time(self) -> bool:
+        """Whether the `num_draws` draws of a sequence share one training time."""
+        return False
+
+    @property
+    def times(self) -> str:
+        """How the generic estimator draws training times: `uniform` or `importance`."""
+        return "uniform"
+
+    @property
+    def t_min(self) -> float:
+        """Training times are drawn on [t_min, 1]; 0 is unbiased."""
+        return 0.0
+
+    @property
+    def feature_gradient(self) -> bool:
+        """Whether the clean-x features carry gradients into the backbone."""
+        return True
 
     def block_structure(self) -> int | None:
         """Block size B' if this is a left-to-right block order, else None (the default).

@@ -34,3 +34,21 @@ def left_to_right_problems(order: Order, backbone: Backbone, time_free: bool = T
 def block_order_size(order: Order) -> int | None:
     """The block size B' of a fixed left-to-right block order (`ar`: 1, `block`), else None."""
     return None if order.learned else order.block_structure()
+
+
+def block_size_contradiction(order: Order, backbone: Backbone) -> str | None:
+    """Why `order` and `backbone` disagree on the block size, or None.
+
+    A model has one block size: the order's B' (`block_order_size`). Everything else that
+    works in blocks derives it from the order (the block-vectorized estimator, the block
+    sampler) or, being configured separately, must equal it: the block size of a
+    `block_causal` backbone. A backbone's block size stands alone only with an order that
+    has no block structure."""
+    size = block_order_size(order)
+    if size is None or backbone.attention != "block_causal" or backbone.block_size == size:
+        return None
+    return (
+        f"backbone '{backbone.name}' block_size {backbone.block_size} contradicts order "
+        f"'{order.name}' block size {size}; block_causal attention must use the order's block "
+        f"size (set the backbone's block_size to {size})"
+    )

@@ -14,6 +14,7 @@ from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
 from oemdm_core.interfaces.estimator import Estimator
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import PositionSchedule
+from oemdm_core.interfaces.requirements import block_size_contradiction
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
@@ -57,6 +58,9 @@ class OeMDM(nn.Module):
                 f"length {self.length} exceeds the backbone's max_length {backbone.max_length}"
             )
         order.check_length(self.length)
+        contradiction = block_size_contradiction(order, backbone)
+        if contradiction is not None:
+            raise ConfigError(contradiction)
         order.bind(backbone)  # first: an order may explain which of its options reads features
         if order.needs_features and not backbone.exposes_hidden:
             raise ValueError(

@@ -25,11 +25,12 @@ KINDS: tuple[str, ...] = (
 
 
 class Options(NoBoolNumbers):
-    """Base of every component's options model: unknown keys are errors, values are checked
-    on assignment (booleans are not numbers), and every field must carry a default and a
-    one-line description."""
+    """Base of every component's options model: unknown keys are errors (booleans are not
+    numbers), every field must carry a default and a one-line description, and a validated
+    model is frozen: assigning to a field raises `ValidationError`, so what a component reads
+    from `self.options` is what it was built with (build a new component to change one)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Component:
@@ -38,10 +39,12 @@ class Component:
     Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass);
     `kind` is set by the interface class (e.g. `Order.kind == "order"`). Each option is
     defined once, in `Options` (default, constraints, description, cross-field checks):
-    `__init__(**options)` validates the keyword options into `self.options` and the
-    component reads `self.options.x`. A component with nothing to build defines no
-    `__init__`; one that builds layers or heads defines `__init__(self, **options)`, calls
-    `super().__init__(**options)` and builds from `self.options`.
+    `__init__(**options)` validates the keyword options into `self.options` (frozen) and the
+    component reads `self.options.x` where it needs it; what follows from an option is a
+    property over `self.options` (see `Order`), not a copy that could drift from it. A
+    component with nothing to build defines no `__init__`; one that builds layers or heads
+    defines `__init__(self, **options)`, calls `super().__init__(**options)` and builds from
+    `self.options`.
     """
 
     kind: ClassVar[str] = ""

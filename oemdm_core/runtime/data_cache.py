@@ -152,7 +152,7 @@ def build_data(
 ) -> Data:
     """Build the dataset and tokenizer (fitted, or restored from `tokenizer_rec`), tokenize
     the needed splits (cached) and wrap them in the configured protocol."""
-    from oemdm_core.runtime.checkpoints import build_tokenizer
+    from oemdm_core.runtime.checkpoint.store import build_tokenizer
 
     registry = resolve_registry(registry)
     dataset = registry.build("dataset", cfg.data.dataset.name, **cfg.data.dataset.options)

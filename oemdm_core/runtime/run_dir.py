@@ -62,7 +62,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if not found:
         return
     if not overwrite:
-        from oemdm_core.runtime.checkpoints import latest_checkpoint
+        from oemdm_core.runtime.checkpoint.store import latest_checkpoint
 
         resume_hint = (
             f"continue it with `oemdm train --resume {run_dir}`, or "
@@ -96,17 +96,12 @@ def _written_by_oemdm(path: Path) -> bool:
 
     import yaml
 
+    from oemdm_core.runtime.checkpoint.store import written_by_store
+
     name = path.name
-    if name == "checkpoint":
-        if path.is_symlink():
-            return os.readlink(path).startswith("checkpoints/")
-        return (path / "model" / "config.json").is_file()  # a pre-versioning checkpoint
-    if not path.is_symlink() and name in ("checkpoints", "tb") and path.is_dir():
-        if name == "checkpoints":
-            return all(
-                child.name.startswith(("step-", ".step-")) or child.name == "legacy"
-                for child in path.iterdir()
-            )
+    if name in ("checkpoint", "checkpoints"):
+        return written_by_store(path)
+    if not path.is_symlink() and name == "tb" and path.is_dir():
         return all(
             f.name.startswith("events.out.tfevents.") for f in path.rglob("*") if f.is_file()
         )

@@ -10,10 +10,10 @@ the statistics between logged steps wait on the device in a `LogWindow`
 (`oemdm_core.runtime.log_window`).
 
 Reliability: the run directory is locked for the run (`oemdm_core.runtime.run_dir`); a
-directory that holds another run is refused unless resumed (`oemdm_core.runtime.resume`) or
-overwritten; SIGINT/SIGTERM only set a flag and the loop checkpoints at the next step boundary
-(`oemdm_core.runtime.interrupt`); checkpoints are versioned directories behind an atomically
-replaced symlink (`oemdm_core.runtime.checkpoints`).
+directory that holds another run is refused unless resumed or overwritten; SIGINT/SIGTERM only
+set a flag and the loop checkpoints at the next step boundary (`oemdm_core.runtime.interrupt`);
+checkpoints are versioned directories behind an atomically replaced symlink, written, resumed
+and restored by `oemdm_core.runtime.checkpoint`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from torch import Tensor
 from oemdm_core.errors import OeMDMError
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core.runtime.checkpoint.resume import load_resume_state
 from oemdm_core.runtime.data_cache import build_data, shard_indices
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components
 from oemdm_core.runtime.interrupt import Interrupted, StopSignal
 from oemdm_core.runtime.log_window import LogWindow, bits_per_token
 from oemdm_core.runtime.optimizer import lr_factor, make_optimizer, update_ema
-from oemdm_core.runtime.resume import load_resume_state
 from oemdm_core.runtime.run_dir import RunLock, check_run_dir
 from oemdm_core.runtime.run_end import (
     FitResult,

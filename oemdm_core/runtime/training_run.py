@@ -24,11 +24,16 @@ from oemdm_core.errors import ConfigError
 from oemdm_core.files import write_text
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.runtime.checkpoints import (
+from oemdm_core.runtime.checkpoint.resume import check_same_data, load_resume_state
+from oemdm_core.runtime.checkpoint.store import (
     CHECKPOINT_DIR,
-    rng_states,
     save_versioned_checkpoint,
     tokenizer_record,
+)
+from oemdm_core.runtime.checkpoint.training_state import (
+    capture_training_state,
+    final_eval,
+    restore_training_state,
 )
 from oemdm_core.runtime.data_cache import Data, EvalBatches, build_data, eval_batches
 from oemdm_core.runtime.device import resolve_device
@@ -36,12 +41,6 @@ from oemdm_core.runtime.evaluation.likelihood import EvalResult, evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, TrainingConfig
 from oemdm_core.runtime.interrupt import StopSignal
 from oemdm_core.runtime.optimizer import make_optimizer
-from oemdm_core.runtime.resume import (
-    check_same_data,
-    final_eval,
-    load_resume_state,
-    restore_training_state,
-)
 from oemdm_core.runtime.run_dir import discard_metrics_after, new_run_dir
 from oemdm_core.runtime.run_log import RunLogger, parameter_groups
 
@@ -153,25 +152,24 @@ class TrainingRun:
         `finished`: the final checkpoint of the run (a resume of it has nothing to do)."""
         if self.rank != 0:
             return
-        ema = self.ema
+        state = capture_training_state(
+            step,
+            step * self.cfg.training.batch_size,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.ema,
+            last_eval,
+            finished,
+            self.data.fingerprint,
+        )
         save_versioned_checkpoint(
             self.run_dir,
             step,
             self.eval_model,
             tokenizer_record(self.data.tokenizer),
             self.cfg.to_dict(),
-            {
-                "step": step,
-                "sequences_seen": step * self.cfg.training.batch_size,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "rng": rng_states(),
-                "eval": last_eval.as_dict() if last_eval else None,
-                "finished": finished,
-                "data": self.data.fingerprint,
-            },
+            state,
             registry=self.registry,
             keep=self.cfg.training.keep_checkpoints,
         )

@@ -101,11 +101,6 @@ class BlockVectorized(Estimator):
                 f"backbone '{backbone.name}' has attention {backbone.attention!r}; "
                 "block-vectorized needs 'block_causal'"
             )
-        elif block is not None and backbone.block_size != block:
-            problems.append(
-                f"backbone '{backbone.name}' has block_size {backbone.block_size!r} "
-                f"but order '{order.name}' has block size {block}; they must be equal"
-            )
         if backbone.uses_time:
             problems.append(
                 f"backbone '{backbone.name}' is time-conditioned; block-vectorized uses one time "

@@ -26,16 +26,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from oemdm_core import Order
 from oemdm_lomdm.power_schedule import PowerSchedule
-from oemdm_lomdm.training_options import LearnedOrderOptions
+from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
 
 
-class GenMD4(Order):
+class GenMD4(LearnedOrder):
     """Token-keyed learned schedule α^i = 1 − t^{w[x^i]} with a sampleable reverse scheduler."""
 
     name = "genmd4"
-    learned = True
     needs_logits = True
 
     class Options(LearnedOrderOptions):
@@ -45,13 +43,7 @@ class GenMD4(Order):
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        # Declared for the estimator (see `Order`).
-        self.shared_time, self.t_min = self.options.shared_time, self.options.t_min
         self.rho: nn.Parameter | None = None
-
-    @property
-    def num_draws(self) -> int:
-        return self.options.K
 
     def bind(self, backbone: nn.Module) -> None:
         """Create ρ, one entry per vocabulary item of `backbone`."""

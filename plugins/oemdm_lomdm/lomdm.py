@@ -41,10 +41,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from oemdm_core import ConfigError, Order
+from oemdm_core import ConfigError
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.scheduler import scheduler_network
-from oemdm_lomdm.training_options import LearnedOrderOptions
+from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
 
 
 def norm_sig(v: Tensor) -> Tensor:
@@ -101,12 +101,10 @@ class SmallEncoder(nn.Module):
         return self.norm(h)
 
 
-class LoMDM(Order):
+class LoMDM(LearnedOrder):
     """Learned order α^i(x, t) = 1 − t^{w^i(x)} with a matching learned reverse scheduler."""
 
     name = "lomdm"
-    learned = True
-    needs_features = True
     has_reverse_scheduler = True
 
     class Options(LearnedOrderOptions):
@@ -161,13 +159,6 @@ class LoMDM(Order):
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        o = self.options
-        # Declared for the estimator and the model (see `Order`).
-        self.shared_time, self.t_min, self.times = o.shared_time, o.t_min, o.times
-        self.feature_gradient = not o.stop_gradient
-        # With its own encoder the order reads no backbone hidden states (and costs no extra
-        # backbone pass): the encoder runs on x (forward) and on z_t (reverse).
-        self.needs_features = o.features == "backbone"
         self.encoder: SmallEncoder | None = None
         self.forward_head: nn.Module | None = None
         self.reverse_head: nn.Module | None = None
@@ -175,8 +166,18 @@ class LoMDM(Order):
         self.reverse_bias: nn.Parameter | None = None
 
     @property
-    def num_draws(self) -> int:
-        return self.options.K
+    def needs_features(self) -> bool:
+        """With its own encoder the order reads no backbone hidden states (and costs no extra
+        backbone pass): the encoder runs on x (forward) and on z_t (reverse)."""
+        return self.options.features == "backbone"
+
+    @property
+    def times(self) -> str:
+        return self.options.times
+
+    @property
+    def feature_gradient(self) -> bool:
+        return not self.options.stop_gradient
 
     def bind(self, backbone: nn.Module) -> None:
         """Create the scheduler networks g_φ, h_ψ (and the encoder) sized for `backbone`."""

@@ -25,18 +25,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from oemdm_core import Order
 from oemdm_lomdm.lomdm import SPREADS, spread_exponents
 from oemdm_lomdm.power_schedule import PowerSchedule
-from oemdm_lomdm.training_options import LearnedOrderOptions
+from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
 
 
-class PositionalOrder(Order):
+class PositionalOrder(LearnedOrder):
     """α^i(t) = 1 − t^{w_i}, w = c1 + c2·NormSig(θ), θ `[max_length]` a free parameter."""
 
     name = "positional"
-    learned = True
-    times = "importance"  # w down to c1 − c2: uniform t has infinite variance for w < ½
 
     class Options(LearnedOrderOptions):
         c1: float = Field(default=0.7, gt=0, allow_inf_nan=False, description="Centre of w.")
@@ -64,13 +61,12 @@ class PositionalOrder(Order):
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        o = self.options
-        self.shared_time, self.t_min = o.shared_time, o.t_min
         self.theta: nn.Parameter | None = None
 
     @property
-    def num_draws(self) -> int:
-        return self.options.K
+    def times(self) -> str:
+        """w down to c1 − c2: uniform t has infinite variance for w < ½."""
+        return "importance"
 
     def bind(self, backbone: nn.Module) -> None:
         """Create θ, one entry per position of `backbone`."""

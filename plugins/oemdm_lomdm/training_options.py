@@ -1,11 +1,12 @@
 """Options shared by the learned orders: how the generic estimator draws their training
-times and what their schedulers' gradients reach (see docs/math.md, "How LoMDM is trained")."""
+times and what their schedulers' gradients reach (see docs/math.md, "How LoMDM is trained"),
+and the base class that reads them."""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from oemdm_core import Options
+from oemdm_core import Options, Order
 
 
 class LearnedOrderOptions(Options):
@@ -40,3 +41,25 @@ class LearnedOrderOptions(Options):
                 "set shared_time=false or K >= 2"
             )
         return shared
+
+
+class LearnedOrder(Order):
+    """Base of the learned orders: `learned`, and the training declarations of `Order`
+    (`num_draws`, `shared_time`, `t_min`) read from the frozen `LearnedOrderOptions`."""
+
+    learned = True
+
+    class Options(LearnedOrderOptions):
+        pass
+
+    @property
+    def num_draws(self) -> int:
+        return self.options.K
+
+    @property
+    def shared_time(self) -> bool:
+        return self.options.shared_time
+
+    @property
+    def t_min(self) -> float:
+        return self.options.t_min

@@ -65,7 +65,7 @@ class BlockSampler(Sampler):
     reverse time runs through the block's window [(nb−1−b)/nb, (nb−b)/nb].
 
     Serves orders with a block structure (`block`, `ar`). With `cache` the backbone must
-    offer a KV cache (causal, or block-causal with a block size dividing B'): each call reads
+    offer a KV cache (causal, or block-causal in blocks of B'): each call reads
     only the current block, the finished ones come from the cache, and the logits equal the
     uncached ones. Without it each call recomputes the prefix up to the block (the whole
     sequence for a bidirectional backbone). A time-conditioned backbone keeps, in the cache,
@@ -153,18 +153,15 @@ class BlockSampler(Sampler):
                 f"'{order.name}'; use a length divisible by {size}"
             )
         attention = backbone.attention
-        if self.options.cache:
-            ok = backbone.supports_kv_cache and (
-                attention == "causal"
-                or (attention == "block_causal" and size % backbone.block_size == 0)
+        # a block_causal backbone attends in the order's blocks (OeMDM checks they agree)
+        if self.options.cache and not (
+            backbone.supports_kv_cache and attention in ("causal", "block_causal")
+        ):
+            raise ValueError(
+                f"sampler 'block' with cache=True needs a backbone with a KV cache and causal "
+                f"or block-causal attention; backbone '{backbone.name}' has {attention!r} "
+                "attention; pass cache=False"
             )
-            if not ok:
-                raise ValueError(
-                    f"sampler 'block' with cache=True needs a backbone with a KV cache and causal "
-                    f"or block-causal attention whose block size divides {size}; backbone "
-                    f"'{backbone.name}' has {attention!r} attention "
-                    f"(block size {backbone.block_size}); pass cache=False"
-                )
         return size
 
     def check_model(self, model, length=None):

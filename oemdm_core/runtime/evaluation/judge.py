@@ -202,7 +202,7 @@ def parse_judge(spec: str, registry: Registry | None = None, device: str = "cpu"
         from oemdm_core.runtime.device import resolve_device
 
         return HFJudge(spec[len(HF_PREFIX) :], device=str(resolve_device(device)))
-    from oemdm_core.runtime.restore import load_checkpoint
+    from oemdm_core.runtime.checkpoint.restore import load_checkpoint
 
     model, _, data, _ = load_checkpoint(spec, registry, device)
     return OeMDMJudge(model, data.tokenizer)

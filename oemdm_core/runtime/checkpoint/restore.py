@@ -9,7 +9,7 @@ from oemdm_core.errors import CheckpointError, ConfigError
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.model.pretrained import CONFIG_FILE
 from oemdm_core.plugin.registry import Registry
-from oemdm_core.runtime.checkpoints import (
+from oemdm_core.runtime.checkpoint.store import (
     EXPERIMENT_FILE,
     MODEL_DIR,
     find_checkpoint,

@@ -1,23 +1,8 @@
-"""Checkpoint directories written by `oemdm train`, and how to read them back.
+"""The checkpoint store of a run directory: the names on disk, one checkpoint written
+atomically, versions behind the `checkpoint` pointer (newest first, the newest `keep` kept),
+and the files read back with checks (a missing or corrupt file raises naming it).
 
-Layout of a run directory:
-
-    checkpoints/step-00000040/   complete checkpoints, the newest `keep_checkpoints` kept
-    checkpoint -> checkpoints/step-00000040   symlink to the newest, replaced atomically
-
-Each checkpoint holds:
-
-    model/              OeMDM.save_pretrained of the weights used for eval/samples (the EMA
-                        weights when EMA is on): config.json + model.safetensors
-    tokenizer.json      tokenizer name, options and fitted state (e.g. the char vocabulary)
-    checksums.json      sha256 of tokenizer.json, checked before it is used
-    experiment.json     the resolved experiment config
-    training_state.pt   raw weights, optimizer, lr schedule, EMA, RNG states, step, data position
-
-A version is written into a hidden temporary directory, fsynced, renamed to its final name
-and only then pointed to, so at every instant the symlink (or, after a crash between the
-rename and the pointer swap, the newest `checkpoints/step-*`) is a complete checkpoint.
-`<run>/checkpoint/...` paths keep working through the symlink.
+The layout and the atomicity argument are in `oemdm_core.runtime.checkpoint`.
 """
 
 from __future__ import annotations
@@ -25,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import random
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from oemdm_core.errors import CheckpointError, CheckpointWriteError
@@ -49,24 +32,6 @@ CHECKPOINT_DIR = "checkpoint"  # symlink to the newest version in CHECKPOINTS_DI
 CHECKPOINTS_DIR = "checkpoints"
 LEGACY_VERSION = "legacy"  # a pre-versioning `checkpoint/` directory moved aside
 _VERSION = re.compile(r"^step-(\d+)(?:\.(\d+))?$")
-
-
-def rng_states() -> dict[str, Any]:
-    """Global RNG states (torch CPU and CUDA, numpy, python)."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
 
 
 def save_checkpoint(
@@ -203,6 +168,21 @@ def save_versioned_checkpoint(
     for stale in root.glob(".step-*.tmp-*"):  # temporaries of a crashed writer
         shutil.rmtree(stale, ignore_errors=True)
     return target
+
+
+def written_by_store(path: Path) -> bool:
+    """Whether `path`, a run directory's `checkpoint` or `checkpoints` entry, looks as this
+    store writes it (what `--overwrite` may delete)."""
+    if path.name == CHECKPOINT_DIR:
+        if path.is_symlink():
+            return os.readlink(path).startswith(f"{CHECKPOINTS_DIR}/")
+        return (path / MODEL_DIR / CONFIG_FILE).is_file()  # a pre-versioning checkpoint
+    if path.name == CHECKPOINTS_DIR and path.is_dir() and not path.is_symlink():
+        return all(
+            child.name.startswith(("step-", ".step-")) or child.name == LEGACY_VERSION
+            for child in path.iterdir()
+        )
+    return False
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:

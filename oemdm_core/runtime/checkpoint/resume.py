@@ -1,30 +1,44 @@
-"""Resuming a training run: the newest readable checkpoint of its directory, refused when
-the config or the training data changed, and the training state it holds put back into the model, the optimiser,
-the EMA and the random number generators, so that the run continues bit for bit."""
+"""Resuming a training run: the experiment config of `oemdm train --resume DIR`, the newest
+readable checkpoint of the directory, refused when the config or the training data changed
+(its training state is put back by `training_state.restore_training_state`)."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from oemdm_core.errors import CheckpointError, ConfigError, OeMDMWarning
-from oemdm_core.runtime.checkpoints import (
+from oemdm_core.runtime.checkpoint.store import (
     CHECKPOINT_DIR,
     EXPERIMENT_FILE,
     checkpoint_versions,
     load_json,
     load_tokenizer_record,
     load_training_state,
-    set_rng_states,
 )
 from oemdm_core.runtime.config_dicts import config_differences, flatten
 from oemdm_core.runtime.data_cache import Data
-from oemdm_core.runtime.evaluation.likelihood import EvalResult
-from oemdm_core.runtime.experiment import ExperimentConfig
+from oemdm_core.runtime.experiment import ExperimentConfig, load_config
+
+
+def resolve_config(
+    config_file: str | None, overrides: list[str], resume: str | os.PathLike | None = None
+) -> ExperimentConfig:
+    """The experiment config of `oemdm train [-c FILE] [--set k=v ...] [--resume DIR]`: the
+    defaults, or with `resume` and no file the config saved in the newest checkpoint of DIR
+    (going on to its `training.steps`: `stop_after` is cleared), then the file, then the
+    overrides. `fit` later refuses a resume whose config differs in what a run fixes."""
+    base = None
+    if resume is not None and not config_file:
+        versions = [v for v in checkpoint_versions(resume) if (v / EXPERIMENT_FILE).is_file()]
+        if not versions:
+            where = Path(resume) / CHECKPOINT_DIR
+            raise FileNotFoundError(f"--resume {resume}: no checkpoint in {where}")
+        base = load_json(versions[0] / EXPERIMENT_FILE)
+        base["training"]["stop_after"] = None  # a resumed run goes on to training.steps
+    return load_config(config_file, overrides, base=base)
 
 
 def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict, dict]:
@@ -77,30 +91,3 @@ def check_same_data(run_dir: Path, state: dict[str, Any], data: Data) -> None:
         f"({saved.get('train_tokens')} → {now['train_tokens']} tokens; {change}); restore "
         "the data, or start a new run"
     )
-
-
-def final_eval(state: dict[str, Any] | None) -> EvalResult | None:
-    """The final evaluation of a resumed checkpoint written at the end of its run (`finish`),
-    else None. Checkpoints written before `finished` was recorded count as final when they
-    hold an evaluation (a final checkpoint always does)."""
-    if state is None or not state.get("finished", state.get("eval") is not None):
-        return None
-    return EvalResult(**state["eval"]) if state.get("eval") else None
-
-
-def restore_training_state(
-    state: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ema: nn.Module | None,
-) -> int:
-    """Load a saved training state into the run's objects and restore the generators;
-    returns the step the state was saved at."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
-    set_rng_states(state["rng"])
-    return state["step"]
