@@ -226,7 +226,7 @@ def measure_text(results, profile, specs, out: Path, corpus: Path | None, judges
     whose model scores that seed's samples."""
     from compare_orders_models import experiment_config, load_trained, test_batches
 
-    from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, TOKENIZER_FILE
+    from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, TOKENIZER_FILE
     from oemdm_core.runtime.data_cache import build_data
 
     repo = Path(__file__).resolve().parents[1]
