@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import ConfigDict, ValidationError
 
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.plugin.strict import NoBoolNumbers
-
-if TYPE_CHECKING:
-    from oemdm_core.plugin.registry import Registry
 
 KINDS: tuple[str, ...] = (
     "schedule",
@@ -22,6 +19,18 @@ KINDS: tuple[str, ...] = (
     "tokenizer",
     "dataset",
 )
+
+
+class ComponentRegistry(Protocol):
+    """What a component that holds others needs of the registry building it (the
+    `Registry` of `oemdm_core.plugin.registry` is one): classes and built components by
+    kind and registry name."""
+
+    def get(self, kind: str, name: str) -> type:
+        """The class registered as `kind` `name`."""
+
+    def build(self, kind: str, name: str, **options: Any) -> Any:
+        """The component `kind` `name` built from validated `options`."""
 
 
 class Options(NoBoolNumbers):
@@ -72,7 +81,7 @@ class Component:
             raise ConfigError(message) from None
 
     @classmethod
-    def from_options(cls, options: Options, registry: Registry | None = None) -> Component:
+    def from_options(cls, options: Options, registry: ComponentRegistry | None = None) -> Component:
         """Build from validated options. `registry` is the one building this component:
         a component that holds others (by registry name in its options) builds them from
         it. Default: `cls(**options)` (valid options pass validation again unchanged); the

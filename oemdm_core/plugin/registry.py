@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -24,7 +24,7 @@ from oemdm_core.errors import (
     closest,
 )
 from oemdm_core.plugin import hookspecs
-from oemdm_core.plugin.component import KINDS
+from oemdm_core.plugin.component import KINDS, ComponentRegistry
 from oemdm_core.plugin.registration_checks import check_component_class, warn_hook_lookalikes
 
 DISABLE_ENV = "OEMDM_DISABLE_PLUGINS"
@@ -238,9 +238,13 @@ class Registry:
 registry = Registry()
 
 
-def resolve_registry(chosen: Registry | None) -> Registry:
+RegistryT = TypeVar("RegistryT", bound=ComponentRegistry)
+
+
+def resolve_registry(chosen: RegistryT | None) -> RegistryT | Registry:
     """`chosen`, or the global registry when None: the one place where a function that takes
-    `registry: Registry | None` picks the default."""
+    `registry: Registry | None` (or a component's `ComponentRegistry | None`) picks the
+    default."""
     return registry if chosen is None else chosen
 
 
