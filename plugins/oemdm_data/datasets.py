@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from oemdm_core import Dataset, Options
-from oemdm_core.interfaces.data import SPLITS
+from oemdm_core.interfaces import SPLITS
 
 
 class SplitOptions(Options):

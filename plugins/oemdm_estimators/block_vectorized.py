@@ -32,9 +32,13 @@ import torch
 from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
-from oemdm_core.interfaces.requirements import block_order_size
-from oemdm_core.nelbo import terms as N
-from oemdm_core.nelbo.monte_carlo import discrete_times
+from oemdm_core.interfaces import (
+    block_order_size,
+    corrupt,
+    cross_entropy,
+    discrete_times,
+    low_discrepancy_times,
+)
 from oemdm_estimators.teacher_forcing import check_steps
 
 
@@ -128,7 +132,7 @@ class BlockVectorized(Estimator):
             return MonteCarloEstimator().nelbo(model, x, t=t, steps=steps, generator=generator)
 
         if t is None:
-            flat = N.low_discrepancy_times(batch * num_blocks, generator, x.device)
+            flat = low_discrepancy_times(batch * num_blocks, generator, x.device)
             tau = flat.view(num_blocks, batch).T  # [B, nb]: each sequence's blocks spread out
         else:
             tau = model.check_times(t, batch)[:, None].expand(batch, num_blocks)
@@ -157,13 +161,13 @@ class BlockVectorized(Estimator):
             alpha = per_position(forward.alpha, t_global)
             weight = per_window * per_position(forward.unmask_probability, s_global, t_global)
 
-        z_t, masked = N.corrupt(x, alpha, model.mask_id, generator)  # [B, L] each
+        z_t, masked = corrupt(x, alpha, model.mask_id, generator)  # [B, L] each
         mask = two_stream_mask(length, block_size, x.device)  # [2L, 2L]
         positions = torch.arange(length, device=x.device).repeat(2)  # [2L]: [0..L−1, 0..L−1]
         out = model.backbone(
             torch.cat([z_t, x], dim=1), None, attn_mask=mask, position_ids=positions
         )
-        ce = N.cross_entropy(out.logits[:, :length], x)  # [B, L], noisy stream only
+        ce = cross_entropy(out.logits[:, :length], x)  # [B, L], noisy stream only
         weight = weight.to(ce.dtype)
         reconstruction = torch.where(masked, weight * ce, torch.zeros_like(ce)).sum(-1)
         return NELBOTerms(

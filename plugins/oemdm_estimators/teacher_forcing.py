@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms
-from oemdm_core.interfaces.requirements import left_to_right_problems
-from oemdm_core.nelbo import terms as N
+from oemdm_core.interfaces import cross_entropy, left_to_right_problems
 
 
 def check_steps(steps: int | None) -> None:
@@ -50,7 +49,7 @@ class TeacherForcing(Estimator):
             return MonteCarloEstimator().nelbo(model, x, t=t, steps=steps, generator=generator)
         t = model.check_times(t, batch) if t is not None else torch.ones(batch, device=x.device)
         out = model.backbone(x, None)  # causal: logits at i read x_<i
-        ce = N.cross_entropy(out.logits, x)  # [B, L] nats
+        ce = cross_entropy(out.logits, x)  # [B, L] nats
         total = ce.sum(-1)
         return NELBOTerms(
             total=total,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from oemdm_core import hookimpl
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core.interfaces import Segment, SegmentResult, SegmentSampler
 from oemdm_samplers.ancestral import AncestralSampler
 from oemdm_samplers.ar import ARSampler
 from oemdm_samplers.block import BlockSampler

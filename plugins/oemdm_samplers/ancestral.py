@@ -5,9 +5,17 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.grids import GRID_DESCRIPTION, GridName, StepGrid
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core.interfaces import (
+    GRID_DESCRIPTION,
+    DrawOptions,
+    GridName,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    StepGrid,
+    sample_tokens,
+    uniform,
+)
 
 
 class AncestralSampler(SegmentSampler):

@@ -6,10 +6,13 @@ import torch
 from pydantic import Field
 
 from oemdm_core import Sampler, SampleResult
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
-from oemdm_core.interfaces.requirements import left_to_right_problems
-from oemdm_core.interfaces.sampler import initial_state
-from oemdm_core.interfaces.segment import StepInfo
+from oemdm_core.interfaces import (
+    DrawOptions,
+    StepInfo,
+    initial_state,
+    left_to_right_problems,
+    sample_tokens,
+)
 
 
 def check_ar_model(model, cache: bool) -> None:

@@ -9,13 +9,17 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Sampler, SampleResult
-from oemdm_core.interfaces.draws import DrawOptions
-from oemdm_core.interfaces.position_schedule import SlicedSchedule
-from oemdm_core.interfaces.requirements import block_order_size
-from oemdm_core.interfaces.sampler import initial_state
-from oemdm_core.interfaces.segment import Segment, SegmentSampler, StepCallback, StepInfo
-from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core import ComponentRegistry, Sampler, SampleResult, resolve_registry
+from oemdm_core.interfaces import (
+    DrawOptions,
+    Segment,
+    SegmentSampler,
+    SlicedSchedule,
+    StepCallback,
+    StepInfo,
+    block_order_size,
+    initial_state,
+)
 
 FORWARDED = ("steps", "temperature", "top_p")  # block options an inner rule built by name gets
 
@@ -90,7 +94,7 @@ class BlockSampler(Sampler):
             default=None, ge=0, description="End-of-text id: stop a sequence after it."
         )
 
-    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+    def __init__(self, registry: ComponentRegistry | None = None, **options: Any) -> None:
         """`inner`: the registry name of a `SegmentSampler` (None: the option's default),
         built from `registry` with this sampler's `steps`, `temperature` and `top_p` (those of
         them its options have); or a built one, used as it is: then those three options are
@@ -120,7 +124,7 @@ class BlockSampler(Sampler):
     def from_options(cls, options, registry=None):
         return cls(registry=registry, **dict(options))
 
-    def _build_inner(self, inner: str, registry: Registry) -> SegmentSampler:
+    def _build_inner(self, inner: str, registry: ComponentRegistry) -> SegmentSampler:
         if inner == self.name:
             raise ValueError("the block sampler cannot be its own inner rule")
         cls = registry.get("sampler", inner)

@@ -33,9 +33,15 @@ import torch
 from torch import Tensor
 
 from oemdm_core import PositionSchedule, WindowedSchedule
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.position_schedule import SlicedSchedule
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core.interfaces import (
+    DrawOptions,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    SlicedSchedule,
+    sample_tokens,
+    uniform,
+)
 
 BISECTION_STEPS = 64
 

@@ -53,9 +53,18 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from oemdm_core import SampleResult
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.grids import GRID_DESCRIPTION, GridName, StepGrid
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, whole_sequence
+from oemdm_core.interfaces import (
+    GRID_DESCRIPTION,
+    DrawOptions,
+    GridName,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    StepGrid,
+    sample_tokens,
+    uniform,
+    whole_sequence,
+)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core import Scorer
-from oemdm_core.interfaces.draws import gumbel_noise
+from oemdm_core.interfaces import gumbel_noise
 
 
 class PlackettLuce(Scorer):

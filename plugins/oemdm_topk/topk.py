@@ -25,10 +25,15 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import Scorer
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
-from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core import ComponentRegistry, Scorer, resolve_registry
+from oemdm_core.interfaces import (
+    DrawOptions,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    sample_tokens,
+    time_grid,
+)
 
 
 def step_counts(prob: Tensor, eligible: Tensor, last: bool) -> Tensor:
@@ -63,7 +68,7 @@ class TopKSampler(SegmentSampler):
             description="Registry name of the scorer that ranks masked positions.",
         )
 
-    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+    def __init__(self, registry: ComponentRegistry | None = None, **options: Any) -> None:
         """`scorer`: a built `Scorer` (used as it is; the option records its name, not its
         options), or the registry name of one (None: the option's default), built from
         `registry`."""
