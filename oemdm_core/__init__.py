@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "Estimator": "oemdm_core.interfaces.estimator",
     "MonteCarloEstimator": "oemdm_core.nelbo.monte_carlo",
     "hookimpl": "oemdm_core.plugin.hookspecs",
+    "Register": "oemdm_core.plugin.hookspecs",
     "OeMDM": "oemdm_core.model.oemdm",
     "NELBOTerms": "oemdm_core.interfaces.estimator",
     "DiffusionModel": "oemdm_core.interfaces.model",
@@ -88,6 +89,7 @@ __all__ = [
     "Options",
     "Order",
     "PositionSchedule",
+    "Register",
     "Registry",
     "SampleResult",
     "Sampler",
@@ -146,5 +148,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from oemdm_core.model.oemdm import OeMDM
     from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
     from oemdm_core.plugin.component import KINDS, Component, ComponentRegistry, Options
-    from oemdm_core.plugin.hookspecs import hookimpl
+    from oemdm_core.plugin.hookspecs import Register, hookimpl
     from oemdm_core.plugin.registry import resolve_registry

@@ -139,7 +139,15 @@ class SegmentSampler(Sampler):
         call `segment.report(index, t, s, state, order)`."""
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+    def sample(
+        self,
+        model: DiffusionModel,
+        num_samples: int,
+        length: int | None = None,
+        generator: torch.Generator | None = None,
+        fixed: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> SampleResult:
         segment, keep = whole_sequence(model, num_samples, length, fixed, callback)
         result = self.fill_segment(segment, generator)
         order = torch.where(keep, torch.full_like(result.order, -1), result.order)

@@ -17,6 +17,7 @@ from oemdm_core.interfaces.model import DiffusionModel
 from oemdm_core.interfaces.order import Order
 from oemdm_core.nelbo import terms as N
 from oemdm_core.nelbo.time_proposal import importance_times
+from oemdm_core.plugin import component
 from oemdm_core.plugin.component import Options
 
 
@@ -37,7 +38,7 @@ class MonteCarloEstimator(Estimator):
 
     name = "generic"
 
-    class Options(Options):
+    class Options(component.Options):
         times: Literal["auto", "uniform", "importance"] = Field(
             default="auto",
             description="How training draws t: auto (the order's choice: importance for "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Protocol
 
 from pydantic import ConfigDict, ValidationError
+from typing_extensions import Self
 
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.plugin.strict import NoBoolNumbers
@@ -26,7 +27,7 @@ class ComponentRegistry(Protocol):
     `Registry` of `oemdm_core.plugin.registry` is one): classes and built components by
     kind and registry name."""
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The class registered as `kind` `name`."""
 
     def build(self, kind: str, name: str, **options: Any) -> Any:
@@ -44,9 +45,9 @@ class Options(NoBoolNumbers):
 class Component:
     """Mixin for registrable classes: a registry `name` and a validated options model.
 
-    Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass);
-    `kind` is set by the interface class (e.g. `Order.kind == "order"`). Each option is
-    defined once, in `Options` (default, constraints, description, cross-field checks):
+    Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass,
+    followed by `options: Options`, so that type checkers know `self.options.x`); `kind` is
+    set by the interface class (e.g. `Order.kind == "order"`). Each option is defined once, in `Options` (default, constraints, description, cross-field checks):
     `__init__(**options)` validates the keyword options into `self.options` and the
     component reads `self.options.x`. A component with nothing to build defines no
     `__init__`; one that builds layers or heads defines `__init__(self, **options)`, calls
@@ -56,10 +57,7 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
 
-    class Options(Options):
-        pass
-
-    options: Options
+    options: Options  # the validated options; a subclass narrows it to its own `Options`
 
     def __init__(self, **options: Any) -> None:
         """Validate `options` into `cls.Options` (a bad value raises `ConfigError` naming
@@ -81,7 +79,7 @@ class Component:
             raise ConfigError(message) from None
 
     @classmethod
-    def from_options(cls, options: Options, registry: ComponentRegistry | None = None) -> Component:
+    def from_options(cls, options: Options, registry: ComponentRegistry | None = None) -> Self:
         """Build from validated options. `registry` is the one building this component:
         a component that holds others (by registry name in its options) builds them from
         it. Default: `cls(**options)` (valid options pass validation again unchanged); the
@@ -98,3 +96,6 @@ class Component:
     def get_options(self) -> dict[str, Any]:
         """The options this component was built with (for configs and checkpoints)."""
         return self.options.model_dump(mode="json")
+
+    # Last in the class body, so that `Options` above names the base class, not this one.
+    Options = Options  # none, unless a subclass defines its own

@@ -97,7 +97,7 @@ def find_imports(path: Path, module: str) -> list[Import]:
             found += [Import(a.name, None, node.lineno, type_only) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = package.split(".")[: len(package.split(".")) - node.level + 1]
-            source = node.module if node.level == 0 else ".".join(base + [node.module or ""])
+            source = ".".join(base + [node.module or ""]) if node.level else node.module or ""
             source = source.rstrip(".")
             found += [Import(source, a.name, node.lineno, type_only) for a in node.names]
     for annotation in _annotations(tree):

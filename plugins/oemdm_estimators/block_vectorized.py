@@ -27,12 +27,14 @@ straddle two blocks, so the call falls back to the generic estimator.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
 from oemdm_core.interfaces import (
+    DiffusionModel,
     block_order_size,
     corrupt,
     cross_entropy,
@@ -91,7 +93,7 @@ class BlockVectorized(Estimator):
     name = "block-vectorized"
     auto_priority = 10
 
-    def unsupported_reason(self, model) -> str | None:
+    def unsupported_reason(self, model: DiffusionModel) -> str | None:
         order, backbone = model.order, model.backbone
         problems = []
         block = block_order_size(order)
@@ -122,11 +124,20 @@ class BlockVectorized(Estimator):
             )
         return "; ".join(problems) if problems else None
 
-    def nelbo(self, model, x, t=None, steps=None, generator=None) -> NELBOTerms:
+    def nelbo(
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        t: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> NELBOTerms:
         model.check_tokens(x)
         check_steps(steps)
         batch, length = x.shape
         block_size = model.order.block_structure()
+        if block_size is None:  # `unsupported_reason` refuses such orders
+            raise ValueError(f"order '{model.order.name}' has no block structure")
         num_blocks = length // block_size
         if steps is not None and steps % num_blocks != 0:
             return MonteCarloEstimator().nelbo(model, x, t=t, steps=steps, generator=generator)
@@ -145,7 +156,9 @@ class BlockVectorized(Estimator):
 
         forward = model.order.forward_schedule(x, model.schedule)
 
-        def per_position(fn, *times: Tensor) -> Tensor:  # times [B, nb] (global) → [B, L]
+        def per_position(
+            fn: Callable[..., Tensor], *times: Tensor
+        ) -> Tensor:  # times [B, nb] (global) → [B, L]
             flat_times = [tt.reshape(-1) for tt in times]  # [B·nb] each
             return at_block_times(fn(*flat_times), batch, num_blocks, block_size)
 

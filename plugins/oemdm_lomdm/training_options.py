@@ -3,7 +3,7 @@ times and what their schedulers' gradients reach (see docs/math.md, "How LoMDM i
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from oemdm_core import Options
 
@@ -33,7 +33,7 @@ class LearnedOrderOptions(Options):
 
     @field_validator("shared_time")
     @classmethod
-    def _shared_needs_draws(cls, shared: bool, info) -> bool:
+    def _shared_needs_draws(cls, shared: bool, info: ValidationInfo) -> bool:
         if shared and info.data.get("K") == 1:
             raise ValueError(
                 "shared_time=true needs K >= 2 draws per sequence (got K=1); "
