@@ -44,8 +44,12 @@ _EXPORTS: dict[str, str] = {
     "Estimator": "oemdm_core.interfaces.estimator",
     "MonteCarloEstimator": "oemdm_core.nelbo.monte_carlo",
     "hookimpl": "oemdm_core.plugin.hookspecs",
+    "Register": "oemdm_core.plugin.hookspecs",
     "OeMDM": "oemdm_core.model.oemdm",
-    "NELBOTerms": "oemdm_core.nelbo.terms",
+    "NELBOTerms": "oemdm_core.interfaces.estimator",
+    "DiffusionModel": "oemdm_core.interfaces.model",
+    "ComponentRegistry": "oemdm_core.plugin.component",
+    "resolve_registry": "oemdm_core.plugin.registry",
     "Order": "oemdm_core.interfaces.order",
     "PositionSchedule": "oemdm_core.interfaces.position_schedule",
     "WindowedSchedule": "oemdm_core.interfaces.position_schedule",
@@ -68,8 +72,10 @@ __all__ = [
     "Component",
     "ComponentSpec",
     "ConfigError",
+    "ComponentRegistry",
     "Dataset",
     "DenoiserOutput",
+    "DiffusionModel",
     "DrawOptions",
     "DuplicateComponentError",
     "Estimator",
@@ -83,6 +89,7 @@ __all__ = [
     "Options",
     "Order",
     "PositionSchedule",
+    "Register",
     "Registry",
     "SampleResult",
     "Sampler",
@@ -98,6 +105,7 @@ __all__ = [
     "block_windows",
     "hookimpl",
     "registry",
+    "resolve_registry",
 ]
 
 
@@ -125,7 +133,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
     from oemdm_core.interfaces.data import Dataset, Tokenizer
     from oemdm_core.interfaces.draws import DrawOptions
-    from oemdm_core.interfaces.estimator import Estimator
+    from oemdm_core.interfaces.estimator import Estimator, NELBOTerms
+    from oemdm_core.interfaces.model import DiffusionModel
     from oemdm_core.interfaces.order import Order
     from oemdm_core.interfaces.position_schedule import (
         PositionSchedule,
@@ -138,6 +147,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from oemdm_core.model.config import ComponentSpec, ModelConfig
     from oemdm_core.model.oemdm import OeMDM
     from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
-    from oemdm_core.nelbo.terms import NELBOTerms
-    from oemdm_core.plugin.component import KINDS, Component, Options
-    from oemdm_core.plugin.hookspecs import hookimpl
+    from oemdm_core.plugin.component import KINDS, Component, ComponentRegistry, Options
+    from oemdm_core.plugin.hookspecs import Register, hookimpl
+    from oemdm_core.plugin.registry import resolve_registry

@@ -6,6 +6,7 @@ Every error says what was wrong, the value received and what would be valid. The
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from difflib import get_close_matches
 from typing import Any
 
@@ -56,7 +57,7 @@ def closest(name: str, choices: list[str]) -> str | None:
     return match[0] if match else None
 
 
-def _describe_allowed(err: dict[str, Any]) -> str:
+def _describe_allowed(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     kind = err.get("type", "")
     if "expected" in ctx:

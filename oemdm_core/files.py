@@ -54,7 +54,7 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 def fsync_tree(path: str | os.PathLike) -> None:
     """fsync every file and directory under `path` (and `path` itself)."""
-    for root, _, files in os.walk(path):
+    for root, _, files in os.walk(os.fspath(path)):
         for name in files:
             fsync_file(os.path.join(root, name))
         fsync_dir(root)

@@ -241,13 +241,13 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
         **score(shown).as_dict(),
     }
     if scorer is not None:  # the exact-order likelihood, reported next to the NELBO
-        bound = nelbo(batches)
+        nelbo_result = nelbo(batches)
         metrics.update(
             scorer=scorer.name,
             per_step=args.per_step,
-            nelbo_mode=bound.mode,
-            nelbo_bits_per_token=bound.bits_per_token,
-            nelbo_stderr_bits=bound.stderr_bits,
+            nelbo_mode=nelbo_result.mode,
+            nelbo_bits_per_token=nelbo_result.bits_per_token,
+            nelbo_stderr_bits=nelbo_result.stderr_bits,
         )
     if args.samples:
         from oemdm_core.runtime.evaluation.sample_metrics import sample_quality

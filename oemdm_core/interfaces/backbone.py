@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from torch import Tensor, nn
 
 from oemdm_core.plugin.component import Component
 
-ATTENTION_MODES = ("bidirectional", "causal", "block_causal")
+AttentionMode = Literal["bidirectional", "causal", "block_causal"]
+ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
 
 
 @dataclass

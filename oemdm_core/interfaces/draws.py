@@ -10,7 +10,9 @@ from torch import Tensor
 from oemdm_core.plugin.component import Options
 
 
-def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+def uniform(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str
+) -> Tensor:
     """U(0, 1) draws in float64 on `device`, made on the generator's device."""
     source = generator.device if generator is not None else device
     return torch.rand(shape, generator=generator, dtype=torch.float64, device=source).to(device)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from oemdm_core.interfaces.backbone import DenoiserOutput
+from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.plugin.component import Component
@@ -117,7 +117,7 @@ class Order(Component, nn.Module, ABC):
         separately (e.g. `forward_scheduler`, `reverse_scheduler`); none by default."""
         return {}
 
-    def bind(self, backbone: nn.Module) -> None:  # noqa: B027 - optional hook
+    def bind(self, backbone: Backbone) -> None:  # noqa: B027 - optional hook
         """Called once by the model with its backbone (learned orders size their heads here)."""
 
     def check_length(self, length: int) -> None:  # noqa: B027 - optional hook

@@ -150,16 +150,16 @@ class SlicedSchedule(PositionSchedule):
         self.schedule, self.lo, self.hi = schedule, lo, hi
         self.rows = schedule.rows
 
-    def alpha(self, t):
+    def alpha(self, t: Tensor | float) -> Tensor:
         return self.schedule.alpha(t)[:, self.lo : self.hi]
 
-    def velocity(self, t):
+    def velocity(self, t: Tensor | float) -> Tensor:
         return self.schedule.velocity(t)[:, self.lo : self.hi]
 
-    def one_minus_alpha(self, t):
+    def one_minus_alpha(self, t: Tensor | float) -> Tensor:
         return self.schedule.one_minus_alpha(t)[:, self.lo : self.hi]
 
-    def unmask_probability(self, s, t):
+    def unmask_probability(self, s: Tensor | float, t: Tensor | float) -> Tensor:
         return self.schedule.unmask_probability(s, t)[:, self.lo : self.hi]
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from oemdm_core.interfaces.model import DiffusionModel
 from oemdm_core.plugin.component import Component
-
-if TYPE_CHECKING:
-    from oemdm_core.model.oemdm import OeMDM
 
 
 @dataclass
@@ -35,7 +33,7 @@ class SampleResult:
 
 
 class Sampler(Component, ABC):
-    """Generates sequences from an `OeMDM`.
+    """Generates sequences from a model (a `DiffusionModel`, e.g. an `OeMDM`).
 
     `has_cache`: the sampler has a boolean option `cache` (reuse of denoiser calls or a KV
     cache) that changes only the cost, never the result, for backbones that ignore t: with
@@ -56,7 +54,7 @@ class Sampler(Component, ABC):
     @abstractmethod
     def sample(
         self,
-        model: OeMDM,
+        model: DiffusionModel,
         num_samples: int,
         length: int | None = None,
         generator: torch.Generator | None = None,
@@ -68,7 +66,7 @@ class Sampler(Component, ABC):
         prefix or the context of an infilling task), entries < 0 are generated.
         """
 
-    def check_model(self, model: OeMDM, length: int | None = None) -> None:
+    def check_model(self, model: DiffusionModel, length: int | None = None) -> None:
         """Raise `ValueError` if this sampler cannot serve `model` at `length` (default
         model.length). Called before training, so that a sampler that does not fit the
         order fails at once rather than after the last step. Default: no requirement."""
@@ -97,7 +95,7 @@ class Scorer(Component, ABC):
 
 
 def initial_state(
-    model: OeMDM, num_samples: int, length: int, fixed: Tensor | None
+    model: DiffusionModel, num_samples: int, length: int, fixed: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """All-mask start state `[N, L]` with `fixed` entries filled in, and the fixed indicator."""
     device = model.device

@@ -16,17 +16,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.backbone import DenoiserOutput
+from oemdm_core.interfaces.model import DiffusionModel
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.sampler import Sampler, SampleResult, initial_state
-
-if TYPE_CHECKING:
-    from oemdm_core.model.oemdm import OeMDM
 
 Denoise = Callable[[Tensor, Tensor], DenoiserOutput]
 ReverseSchedule = Callable[[Tensor, Tensor, DenoiserOutput], PositionSchedule]
@@ -141,7 +139,15 @@ class SegmentSampler(Sampler):
         call `segment.report(index, t, s, state, order)`."""
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+    def sample(
+        self,
+        model: DiffusionModel,
+        num_samples: int,
+        length: int | None = None,
+        generator: torch.Generator | None = None,
+        fixed: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> SampleResult:
         segment, keep = whole_sequence(model, num_samples, length, fixed, callback)
         result = self.fill_segment(segment, generator)
         order = torch.where(keep, torch.full_like(result.order, -1), result.order)
@@ -149,7 +155,7 @@ class SegmentSampler(Sampler):
 
 
 def whole_sequence(
-    model: OeMDM,
+    model: DiffusionModel,
     num_samples: int,
     length: int | None,
     fixed: Tensor | None,

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from oemdm_core.errors import ConfigError
 from oemdm_core.interfaces.backbone import Backbone, DenoiserOutput
-from oemdm_core.interfaces.estimator import Estimator
+from oemdm_core.interfaces.estimator import Estimator, NELBOTerms
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.requirements import block_size_contradiction
@@ -20,7 +20,6 @@ from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
 from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator, warn_if_outranked
-from oemdm_core.nelbo.terms import NELBOTerms
 from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -287,11 +286,11 @@ class OeMDM(nn.Module):
         """Write `config.json` (components, options, supplying distributions) and
         `model.safetensors` into directory `path` (new or empty; a saved model only with
         `overwrite=True`; anything else is refused), see `oemdm_core.model.pretrained`."""
-        return pretrained.save(self, path, registry, overwrite)
+        return pretrained.save(self, self.config(), self.components(), path, registry, overwrite)
 
     @classmethod
     def from_pretrained(
         cls, path: str | os.PathLike, registry: Registry | None = None, map_location: str = "cpu"
     ) -> OeMDM:
         """Load a model written by `save_pretrained`."""
-        return pretrained.load(cls, path, registry, map_location)
+        return pretrained.load(cls.from_config, path, registry, map_location)

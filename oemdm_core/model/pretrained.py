@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
@@ -25,10 +26,10 @@ from oemdm_core.errors import (
     UnknownComponentError,
 )
 from oemdm_core.files import atomic_directory, atomic_file, fsync_dir, write_json
+from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import DISABLE_ENV, Registry, resolve_registry
 
-if TYPE_CHECKING:
-    from oemdm_core.model.oemdm import OeMDM
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -36,13 +37,16 @@ FORMAT = "oemdm-model/1"
 
 
 def save(
-    model: OeMDM,
+    model: nn.Module,
+    model_config: dict[str, Any],
+    components: Mapping[str, Component],
     path: str | os.PathLike,
     registry: Registry | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write `config.json` (components, options, supplying distributions) and
-    `model.safetensors` into directory `path`.
+    """Write `config.json` (`model_config`, and the plugins and distributions that supplied
+    `components`, by kind) and `model.safetensors` (the weights of `model`) into directory
+    `path`.
 
     `path` may be new or an empty directory (`"."` included). A directory that already holds
     a saved model is replaced only with `overwrite=True`, and then only its two files; any
@@ -52,14 +56,14 @@ def save(
     """
     registry = resolve_registry(registry)
     provenance = {}
-    for kind, component in model.components().items():
+    for kind, component in components.items():
         try:
             entry = registry.entry(kind, component.name)
             provenance[kind] = {"plugin": entry.plugin, "distribution": entry.distribution}
         except UnknownComponentError:
             provenance[kind] = {"plugin": None, "distribution": None}
     path = Path(path)
-    config = {"format": FORMAT, "model": model.config(), "provenance": provenance}
+    config = {"format": FORMAT, "model": model_config, "provenance": provenance}
     if not path.exists() and not path.is_symlink():
         with atomic_directory(path) as tmp:
             write_json(tmp / CONFIG_FILE, config)
@@ -99,13 +103,13 @@ def check_save_target(path: Path, overwrite: bool) -> None:
 
 
 def load(
-    cls: type[OeMDM],
+    from_config: Callable[..., ModuleT],
     path: str | os.PathLike,
     registry: Registry | None = None,
     map_location: str = "cpu",
-) -> OeMDM:
-    """Build `cls` from the `config.json` of a directory written by `save`, then load its
-    weights onto `map_location`."""
+) -> ModuleT:
+    """Build a model by `from_config(model_config, registry=registry)` from the `config.json`
+    of a directory written by `save`, then load its weights onto `map_location`."""
     registry = resolve_registry(registry)
     path = Path(path)
     config_file = path / CONFIG_FILE
@@ -128,7 +132,7 @@ def load(
                 f"checkpoint {path} needs {kind} '{name}', which is not registered; {hint}"
             )
     try:
-        model = cls.from_config(data["model"], registry=registry)
+        model = from_config(data["model"], registry=registry)
     except ConfigError as exc:
         raise ConfigError(f"{config_file}: {exc}") from None
     load_weights(model, path / WEIGHTS_FILE, config_file, map_location)

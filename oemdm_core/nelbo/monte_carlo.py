@@ -4,26 +4,21 @@ Structured orders may register cheaper estimators of the same quantity."""
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from oemdm_core.errors import OeMDMWarning
-from oemdm_core.interfaces.estimator import Estimator
+from oemdm_core.interfaces.estimation import discrete_times  # defined here before
+from oemdm_core.interfaces.estimator import Estimator, NELBOTerms
+from oemdm_core.interfaces.model import DiffusionModel
+from oemdm_core.interfaces.order import Order
 from oemdm_core.nelbo import terms as N
 from oemdm_core.nelbo.time_proposal import importance_times
+from oemdm_core.plugin import component
 from oemdm_core.plugin.component import Options
-
-if TYPE_CHECKING:
-    pass
-
-
-def discrete_times(t: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """Round times up to the grid k/T: returns (s, t) = ((k−1)/T, k/T), each `[B]`, k ≥ 1."""
-    k = torch.ceil(t.to(torch.float64) * steps).clamp(1, steps)
-    return ((k - 1) / steps).to(t.dtype), (k / steps).to(t.dtype)
 
 
 class MonteCarloEstimator(Estimator):
@@ -43,7 +38,7 @@ class MonteCarloEstimator(Estimator):
 
     name = "generic"
 
-    class Options(Options):
+    class Options(component.Options):
         times: Literal["auto", "uniform", "importance"] = Field(
             default="auto",
             description="How training draws t: auto (the order's choice: importance for "
@@ -51,9 +46,11 @@ class MonteCarloEstimator(Estimator):
             "½·U + ½·law(U^20) with weights 1/q(t).",
         )
 
+    options: Options
+
     def training_times(
         self,
-        order,
+        order: Order,
         batch: int,
         draws: int,
         generator: torch.Generator | None,
@@ -82,7 +79,14 @@ class MonteCarloEstimator(Estimator):
             weight = weight.repeat_interleave(draws, 0) if weight is not None else None
         return t, weight
 
-    def nelbo(self, model, x, t=None, steps=None, generator=None):
+    def nelbo(
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        t: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> NELBOTerms:
         model.check_tokens(x)
         batch = x.shape[0]
         if steps is not None and (not isinstance(steps, int) or steps < 1):
@@ -125,7 +129,7 @@ class MonteCarloEstimator(Estimator):
         def per_sequence(v: Tensor) -> Tensor:
             return v.view(batch, draws).mean(-1) if draws > 1 else v
 
-        return N.NELBOTerms(
+        return NELBOTerms(
             total=per_sequence(total),
             reconstruction=per_sequence(reconstruction),
             velocity_matching=per_sequence(matching),

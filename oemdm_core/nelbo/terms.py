@@ -1,4 +1,4 @@
-"""The OeMDM NELBO: terms, forward corruption and the per-draw integrands.
+"""The OeMDM NELBO: the per-draw integrands and the score-function surrogate.
 
 All quantities are in nats per sequence. Notation as in docs/math.md:
 continuous time  Σ_{i masked} [ v_F^i·CE^i + (v_R^i − v_F^i − v_F^i·log(v_R^i / v_F^i)) ],
@@ -7,69 +7,28 @@ discrete time    T · Σ_{i masked} [ a_F^i·CE^i + KL_Bern(a_F^i ‖ a_R^i) ]  
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from oemdm_core.interfaces.estimation import corrupt, cross_entropy, low_discrepancy_times
+from oemdm_core.interfaces.estimator import NELBOTerms
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 
-
-@dataclass
-class NELBOTerms:
-    """A single-draw NELBO estimate, per sequence.
-
-    total, reconstruction, velocity_matching: `[B]` nats per sequence, with
-        total = reconstruction + velocity_matching. For learned forward schedules,
-        `total` also carries the score-function surrogate: its value is unchanged, but
-        `total.mean().backward()` gives an unbiased gradient of the NELBO for every
-        parameter (see `score_function_surrogate`).
-    t: `[B]` the times used (for K draws per sequence, those of the first draw).
-    num_masked: `[B]` masked positions in the draw (averaged over draws).
-    """
-
-    total: Tensor
-    reconstruction: Tensor
-    velocity_matching: Tensor
-    t: Tensor
-    num_masked: Tensor
-
-    def bits_per_token(self, length: int) -> Tensor:
-        """Mean over the batch of total / (length · ln 2), a 0-d tensor."""
-        return self.total.detach().mean() / (length * math.log(2.0))
-
-
-def low_discrepancy_times(
-    batch: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
-) -> Tensor:
-    """Stratified times t_b = 1 − ((u + b/B) mod 1), u ~ U[0, 1): `[B]` in (0, 1].
-
-    Each t_b is marginally uniform, and the batch covers [0, 1] evenly (VDM/MDLM).
-    """
-    source = generator.device if generator is not None else device
-    u = torch.rand((), generator=generator, dtype=torch.float64, device=source).to(device)
-    offsets = torch.arange(batch, dtype=torch.float64, device=device) / batch
-    return (1.0 - torch.remainder(u + offsets, 1.0)).to(torch.float32)
-
-
-def corrupt(
-    x: Tensor, alpha: Tensor, mask_id: int, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """Draw z_t ~ q(· | x): position i stays x^i with probability α^i, else becomes the mask.
-
-    x: `[B, L]` ids; alpha: `[B, L]`. Returns z_t `[B, L]` and the mask indicator `[B, L]` bool.
-    """
-    source = generator.device if generator is not None else x.device
-    u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=source).to(x.device)
-    masked = u >= alpha.detach().to(torch.float64)
-    return torch.where(masked, torch.full_like(x, mask_id), x), masked
-
-
-def cross_entropy(logits: Tensor, x: Tensor) -> Tensor:
-    """−log p_θ(x^i | z_t) per position: `[B, L]` float32 from logits `[B, L, V]`."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)
+# `NELBOTerms` and the draws (`oemdm_core.interfaces`) were defined here; they are still
+# names of this module.
+__all__ = [
+    "NELBOTerms",
+    "bernoulli_kl",
+    "continuous_integrand",
+    "corrupt",
+    "cross_entropy",
+    "discrete_step_terms",
+    "leave_one_out_baseline",
+    "log_forward_probability",
+    "low_discrepancy_times",
+    "score_function_surrogate",
+    "velocity_bregman",
+]
 
 
 def velocity_bregman(v_reverse: Tensor, v_forward: Tensor) -> Tensor:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import ConfigDict, ValidationError
+from typing_extensions import Self
 
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.plugin.strict import NoBoolNumbers
-
-if TYPE_CHECKING:
-    from oemdm_core.plugin.registry import Registry
 
 KINDS: tuple[str, ...] = (
     "schedule",
@@ -22,6 +20,18 @@ KINDS: tuple[str, ...] = (
     "tokenizer",
     "dataset",
 )
+
+
+class ComponentRegistry(Protocol):
+    """What a component that holds others needs of the registry building it (the
+    `Registry` of `oemdm_core.plugin.registry` is one): classes and built components by
+    kind and registry name."""
+
+    def get(self, kind: str, name: str) -> type[Any]:
+        """The class registered as `kind` `name`."""
+
+    def build(self, kind: str, name: str, **options: Any) -> Any:
+        """The component `kind` `name` built from validated `options`."""
 
 
 class Options(NoBoolNumbers):
@@ -36,7 +46,8 @@ class Options(NoBoolNumbers):
 class Component:
     """Mixin for registrable classes: a registry `name` and a validated options model.
 
-    Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass);
+    Subclasses set `name` (the registry name) and `Options` (a nested `Options` subclass,
+    followed by `options: Options`, so that type checkers know `self.options.x`);
     `kind` is set by the interface class (e.g. `Order.kind == "order"`). Each option is
     defined once, in `Options` (default, constraints, description, cross-field checks):
     `__init__(**options)` validates the keyword options into `self.options` (frozen) and the
@@ -50,10 +61,7 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
 
-    class Options(Options):
-        pass
-
-    options: Options
+    options: Options  # the validated options; a subclass narrows it to its own `Options`
 
     def __init__(self, **options: Any) -> None:
         """Validate `options` into `cls.Options` (a bad value raises `ConfigError` naming
@@ -75,7 +83,7 @@ class Component:
             raise ConfigError(message) from None
 
     @classmethod
-    def from_options(cls, options: Options, registry: Registry | None = None) -> Component:
+    def from_options(cls, options: Options, registry: ComponentRegistry | None = None) -> Self:
         """Build from validated options. `registry` is the one building this component:
         a component that holds others (by registry name in its options) builds them from
         it. Default: `cls(**options)` (valid options pass validation again unchanged); the
@@ -92,3 +100,6 @@ class Component:
     def get_options(self) -> dict[str, Any]:
         """The options this component was built with (for configs and checkpoints)."""
         return self.options.model_dump(mode="json")
+
+    # Last in the class body, so that `Options` above names the base class, not this one.
+    Options = Options  # none, unless a subclass defines its own

@@ -7,7 +7,7 @@ own `name` and `Options`), and calls it once per component::
     from oemdm_core import hookimpl
 
     @hookimpl
-    def register_orders(register):
+    def register_orders(register: Register) -> None:
         register(RightToLeft)
 
 Built-in plugins are registered through the `oemdm` entry-point group, exactly like

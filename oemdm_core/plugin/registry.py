@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import EntryPoint, EntryPoints
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -24,7 +25,7 @@ from oemdm_core.errors import (
     closest,
 )
 from oemdm_core.plugin import hookspecs
-from oemdm_core.plugin.component import KINDS
+from oemdm_core.plugin.component import KINDS, ComponentRegistry
 from oemdm_core.plugin.registration_checks import check_component_class, warn_hook_lookalikes
 
 DISABLE_ENV = "OEMDM_DISABLE_PLUGINS"
@@ -36,7 +37,7 @@ class Entry:
 
     kind: str
     name: str
-    cls: type
+    cls: type[Any]  # a Component subclass of the kind's interface
     plugin: str  # the plugin's registered name (entry-point name for installed plugins)
     distribution: (
         str | None
@@ -82,7 +83,7 @@ class Registry:
                     stacklevel=3,
                 )
 
-    def _load_entry_point(self, ep) -> None:
+    def _load_entry_point(self, ep: EntryPoint) -> None:
         """Load one installed plugin; one that fails to import is skipped with a warning
         naming it, its entry point and how to disable it (the other plugins still load)."""
         try:
@@ -146,7 +147,7 @@ class Registry:
         for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
 
-                def register(cls: type, _impl=impl, _kind=kind) -> None:
+                def register(cls: type[Any], _impl: Any = impl, _kind: str = kind) -> None:
                     check_component_class(_kind, cls, _impl.plugin_name)
                     previous = entries[_kind].get(cls.name)
                     if previous is not None and previous.cls is not cls:
@@ -215,7 +216,7 @@ class Registry:
                 return ep.name
         return None
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The component class registered as `name`."""
         return self.entry(kind, name).cls
 
@@ -238,13 +239,17 @@ class Registry:
 registry = Registry()
 
 
-def resolve_registry(chosen: Registry | None) -> Registry:
+RegistryT = TypeVar("RegistryT", bound=ComponentRegistry)
+
+
+def resolve_registry(chosen: RegistryT | None) -> RegistryT | Registry:
     """`chosen`, or the global registry when None: the one place where a function that takes
-    `registry: Registry | None` picks the default."""
+    `registry: Registry | None` (or a component's `ComponentRegistry | None`) picks the
+    default."""
     return registry if chosen is None else chosen
 
 
-def _entry_points():
+def _entry_points() -> EntryPoints:
     from importlib.metadata import entry_points
 
     return entry_points(group=hookspecs.PROJECT)

@@ -210,8 +210,8 @@ def format_errors(exc: ValidationError) -> str:
             )
         else:
             ctx = err.get("ctx") or {}
-            allowed = ctx.get("expected") or err.get("msg", "invalid")
-            lines.append(f"{path}: got {err.get('input')!r}; {allowed}")
+            expected = ctx.get("expected") or err.get("msg", "invalid")
+            lines.append(f"{path}: got {err.get('input')!r}; {expected}")
     return "\n".join(lines)
 
 

@@ -40,11 +40,11 @@ def raise_interrupted(signum: int, frame) -> None:
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
 
 
-def install_handlers() -> dict[int, object]:
+def install_handlers() -> dict[int, signal._HANDLER]:
     """Make SIGINT and SIGTERM raise `Interrupted` (main thread only; returns the previous
     handlers). SIGINT is installed even when inherited as ignored (a job started in the
     background of a shell script)."""
-    previous: dict[int, object] = {}
+    previous: dict[int, signal._HANDLER] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in SIGNALS:
             previous[signum] = signal.signal(signum, raise_interrupted)
@@ -60,7 +60,7 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, signal._HANDLER] = {}
         self._phase: str | None = None
 
     def _handle(self, signum: int, frame) -> None:

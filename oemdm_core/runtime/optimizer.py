@@ -23,7 +23,8 @@ def make_optimizer(
     model: nn.Module, tc: TrainingConfig, device: torch.device
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (weight decay on matrices only; fused on CUDA) and the warmup + cosine schedule."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)

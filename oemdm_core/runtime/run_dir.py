@@ -29,7 +29,7 @@ EXPERIMENT_SECTIONS = ("data", "model", "training", "evaluation", "sampling")
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: fall back to the recorded pid
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 def new_run_dir(parent: str | os.PathLike, prefix: str) -> Path:

@@ -64,7 +64,7 @@ class RunLogger:
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
         self.enabled = enabled
         self.run_dir = Path(run_dir)
-        self.writer = None
+        self.writer: Any = None  # a SummaryWriter when enabled
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 

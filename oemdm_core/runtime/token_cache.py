@@ -52,7 +52,7 @@ def array_digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for array in arrays:
         h.update(f"{array.dtype.str}{array.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+        h.update(np.ascontiguousarray(array).data.cast("B"))
     return h.hexdigest()
 
 
@@ -145,7 +145,7 @@ def tokenized_split(
     offsets[1:] = np.cumsum([len(p) for p in pieces])
     tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
     digest = array_digest(tokens, offsets)
-    if paths is not None:
+    if paths is not None and cache_dir is not None:  # both set, or neither
         cache_dir.mkdir(parents=True, exist_ok=True)
         _save_npy(paths[0], tokens)
         _save_npy(paths[1], offsets)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
+from oemdm_core.interfaces.backbone import AttentionMode, Backbone, DenoiserOutput
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.component import Options
@@ -79,7 +78,7 @@ class ReferenceBackbone(Backbone):
     class Options(Options):
         vocab_size: int = Field(default=3, ge=1, description="V, clean tokens; the mask is id V.")
         max_length: int = Field(default=16, ge=1, description="Longest sequence.")
-        attention: Literal[ATTENTION_MODES] = Field(
+        attention: AttentionMode = Field(
             default="bidirectional", description="Attention mode, one of ATTENTION_MODES."
         )
         block_size: int | None = Field(
@@ -101,6 +100,8 @@ class ReferenceBackbone(Backbone):
                     f"{self.block_size!r} with {self.attention!r}"
                 )
             return self
+
+    options: Options
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

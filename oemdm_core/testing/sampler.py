@@ -247,7 +247,7 @@ def _difference(a: SampleResult, b: SampleResult, with_nfe: bool) -> str | None:
             at = (x != y).nonzero()[0].tolist()
             return f"{name} differ at {at}: {int(x[tuple(at)])} vs {int(y[tuple(at)])}"
     if (a.lengths is None) != (b.lengths is None) or (
-        a.lengths is not None and not torch.equal(a.lengths, b.lengths)
+        a.lengths is not None and b.lengths is not None and not torch.equal(a.lengths, b.lengths)
     ):
         return f"lengths differ: {a.lengths} vs {b.lengths}"
     if with_nfe and a.nfe != b.nfe:

@@ -8,7 +8,7 @@ import torch
 try:  # hypothesis is a test dependency; the checks work without it.
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover
-    st = None
+    st = None  # type: ignore[assignment]
 
 EDGE_EPS = (0.0, 1e-12, 1e-9, 1e-6)  # offsets around edges and the ends of [0, 1]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from oemdm_core import Order, WindowedSchedule, block_windows, hookimpl
+from torch import Tensor
+
+from oemdm_core import Order, Register, WindowedSchedule, block_windows, hookimpl
+from oemdm_core.interfaces import BaseSchedule, PositionSchedule
 
 
 class Autoregressive(Order):
@@ -13,11 +16,13 @@ class Autoregressive(Order):
     def block_structure(self) -> int:
         return 1
 
-    def forward_schedule(self, x, base, features=None):
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PositionSchedule:
         lo, hi = block_windows(x.shape[1], 1)
         return WindowedSchedule(base, lo.to(x.device), hi.to(x.device))
 
 
 @hookimpl
-def register_orders(register):
+def register_orders(register: Register) -> None:
     register(Autoregressive)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pydantic import Field
+from torch import Tensor
 
-from oemdm_core import Options, Order, WindowedSchedule, block_windows, hookimpl
+import oemdm_core
+from oemdm_core import Options, Order, Register, WindowedSchedule, block_windows, hookimpl
+from oemdm_core.interfaces import BaseSchedule, PositionSchedule
 
 
 class BlockOrder(Order):
@@ -13,10 +16,12 @@ class BlockOrder(Order):
 
     name = "block"
 
-    class Options(Options):
+    class Options(oemdm_core.Options):
         block_size: int = Field(
             default=4, ge=1, description="Positions per block B' (must divide the length)."
         )
+
+    options: Options
 
     def check_length(self, length: int) -> None:
         size = self.options.block_size
@@ -29,12 +34,14 @@ class BlockOrder(Order):
     def block_structure(self) -> int:
         return self.options.block_size
 
-    def forward_schedule(self, x, base, features=None):
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PositionSchedule:
         self.check_length(x.shape[1])
         lo, hi = block_windows(x.shape[1], self.options.block_size)
         return WindowedSchedule(base, lo.to(x.device), hi.to(x.device))
 
 
 @hookimpl
-def register_orders(register):
+def register_orders(register: Register) -> None:
     register(BlockOrder)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oemdm_core import hookimpl
+from oemdm_core import Register, hookimpl
 from oemdm_data.datasets import HFDataset, Pydoc, TextFiles
 from oemdm_data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, HFTokenizer
 
@@ -18,14 +18,14 @@ __all__ = [
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     register(Pydoc)
     register(TextFiles)
     register(HFDataset)
 
 
 @hookimpl
-def register_tokenizers(register):
+def register_tokenizers(register: Register) -> None:
     register(CharTokenizer)
     register(ByteTokenizer)
     register(BPETokenizer)

@@ -7,13 +7,14 @@ import gzip
 import lzma
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from oemdm_core import Dataset, Options
-from oemdm_core.interfaces.data import SPLITS
+from oemdm_core.interfaces import SPLITS
 
 
 class SplitOptions(Options):
@@ -51,6 +52,8 @@ class Pydoc(Dataset):
     class Options(SplitOptions):
         """The held-out fractions only: the corpus is embedded."""
 
+    options: Options
+
     def corpus(self) -> str:
         from pydoc_data.topics import topics
 
@@ -72,7 +75,8 @@ def read_text_file(path: Path, errors: str) -> str:
     """
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".xz": lzma.open}
+    opener = openers.get(path.suffix, open)
     try:
         with opener(path, "rb") as f:
             data = f.read()
@@ -114,6 +118,8 @@ class TextFiles(Dataset):
                     "dataset 'text-files' needs paths: --set data.dataset.paths=[a.txt]"
                 )
             return paths
+
+    options: Options
 
     def files(self) -> list[Path]:
         """The matched files, in the order given (globs expanded and sorted)."""
@@ -176,11 +182,13 @@ class HFDataset(Dataset):
                 raise ValueError("dataset 'hf' needs a path: --set data.dataset.path=wikitext")
             return path
 
+    options: Options
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._loaded = None  # the saved dataset of a local directory, read on first use
+        self._loaded: Any = None  # the saved dataset of a local directory, read on first use
 
-    def load(self, split: str):
+    def load(self, split: str) -> Any:
         """The `datasets.Dataset` of our `split` (a local saved dataset dir is loaded from disk)."""
         o = self.options
         if split not in o.splits:

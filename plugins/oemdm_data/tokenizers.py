@@ -4,10 +4,12 @@ trained on the training split with the `tokenizers` library) and `hf` (a local t
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+import oemdm_core
 from oemdm_core import Options, Tokenizer
 
 UNKNOWN = "\ufffd"  # rendered for ids of characters unseen in training
@@ -23,11 +25,13 @@ class CharTokenizer(Tokenizer):
 
     name = "char"
 
-    class Options(Options):
+    class Options(oemdm_core.Options):
         unknown: bool = Field(
             default=True,
             description="Reserve one id for characters unseen in training (else they are errors).",
         )
+
+    options: Options
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -100,7 +104,7 @@ class ByteTokenizer(Tokenizer):
         return {}  # every string is a byte sequence
 
 
-def _tokenizers_lib(component: str):
+def _tokenizers_lib(component: str) -> ModuleType:
     try:
         import tokenizers
     except ImportError:
@@ -125,7 +129,7 @@ class BPETokenizer(Tokenizer):
 
     name = "bpe"
 
-    class Options(Options):
+    class Options(oemdm_core.Options):
         vocab_size: int = Field(
             default=1024, ge=2, le=2**20, description="Target vocabulary size (ids)."
         )
@@ -146,9 +150,11 @@ class BPETokenizer(Tokenizer):
                 )
             return self
 
+    options: Options
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._tok = None  # the trained `tokenizers.Tokenizer` (`fit`, `load_state`)
+        self._tok: Any = None  # the trained `tokenizers.Tokenizer` (`fit`, `load_state`)
 
     @property
     def vocab_size(self) -> int:
@@ -167,7 +173,7 @@ class BPETokenizer(Tokenizer):
             tok = lib.Tokenizer(models.BPE())
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             tok.decoder = decoders.ByteLevel()
-            extra = {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()}
+            extra: dict[str, Any] = {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()}
         else:
             tok = lib.Tokenizer(models.BPE(unk_token=UNKNOWN))
             tok.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[^\s]+|\s+"), "isolated")
@@ -216,7 +222,7 @@ class HFTokenizer(Tokenizer):
 
     name = "hf"
 
-    class Options(Options):
+    class Options(oemdm_core.Options):
         path: str = Field(
             default="", validate_default=True, description="Path of a local tokenizer.json file."
         )
@@ -229,6 +235,8 @@ class HFTokenizer(Tokenizer):
                     "tokenizer 'hf' needs a path: --set data.tokenizer.path=tokenizer.json"
                 )
             return path
+
+    options: Options
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

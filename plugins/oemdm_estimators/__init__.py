@@ -4,7 +4,7 @@ structured ones, which `estimator: auto` prefers where the order and backbone al
 
 from __future__ import annotations
 
-from oemdm_core import MonteCarloEstimator, hookimpl
+from oemdm_core import MonteCarloEstimator, Register, hookimpl
 from oemdm_estimators.block_vectorized import BlockVectorized
 from oemdm_estimators.teacher_forcing import TeacherForcing
 
@@ -12,7 +12,7 @@ __all__ = ["BlockVectorized", "TeacherForcing"]
 
 
 @hookimpl
-def register_estimators(register):
+def register_estimators(register: Register) -> None:
     register(MonteCarloEstimator)
     register(TeacherForcing)
     register(BlockVectorized)

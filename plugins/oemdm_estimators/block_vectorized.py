@@ -27,14 +27,20 @@ straddle two blocks, so the call falls back to the generic estimator.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms, block_windows
-from oemdm_core.interfaces.requirements import block_order_size
-from oemdm_core.nelbo import terms as N
-from oemdm_core.nelbo.monte_carlo import discrete_times
+from oemdm_core.interfaces import (
+    DiffusionModel,
+    block_order_size,
+    corrupt,
+    cross_entropy,
+    discrete_times,
+    low_discrepancy_times,
+)
 from oemdm_estimators.teacher_forcing import check_steps
 
 
@@ -87,7 +93,7 @@ class BlockVectorized(Estimator):
     name = "block-vectorized"
     auto_priority = 10
 
-    def unsupported_reason(self, model) -> str | None:
+    def unsupported_reason(self, model: DiffusionModel) -> str | None:
         order, backbone = model.order, model.backbone
         problems = []
         block = block_order_size(order)
@@ -113,17 +119,26 @@ class BlockVectorized(Estimator):
             )
         return "; ".join(problems) if problems else None
 
-    def nelbo(self, model, x, t=None, steps=None, generator=None) -> NELBOTerms:
+    def nelbo(
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        t: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> NELBOTerms:
         model.check_tokens(x)
         check_steps(steps)
         batch, length = x.shape
         block_size = model.order.block_structure()
+        if block_size is None:  # `unsupported_reason` refuses such orders
+            raise ValueError(f"order '{model.order.name}' has no block structure")
         num_blocks = length // block_size
         if steps is not None and steps % num_blocks != 0:
             return MonteCarloEstimator().nelbo(model, x, t=t, steps=steps, generator=generator)
 
         if t is None:
-            flat = N.low_discrepancy_times(batch * num_blocks, generator, x.device)
+            flat = low_discrepancy_times(batch * num_blocks, generator, x.device)
             tau = flat.view(num_blocks, batch).T  # [B, nb]: each sequence's blocks spread out
         else:
             tau = model.check_times(t, batch)[:, None].expand(batch, num_blocks)
@@ -136,7 +151,9 @@ class BlockVectorized(Estimator):
 
         forward = model.order.forward_schedule(x, model.schedule)
 
-        def per_position(fn, *times: Tensor) -> Tensor:  # times [B, nb] (global) → [B, L]
+        def per_position(
+            fn: Callable[..., Tensor], *times: Tensor
+        ) -> Tensor:  # times [B, nb] (global) → [B, L]
             flat_times = [tt.reshape(-1) for tt in times]  # [B·nb] each
             return at_block_times(fn(*flat_times), batch, num_blocks, block_size)
 
@@ -152,13 +169,13 @@ class BlockVectorized(Estimator):
             alpha = per_position(forward.alpha, t_global)
             weight = per_window * per_position(forward.unmask_probability, s_global, t_global)
 
-        z_t, masked = N.corrupt(x, alpha, model.mask_id, generator)  # [B, L] each
+        z_t, masked = corrupt(x, alpha, model.mask_id, generator)  # [B, L] each
         mask = two_stream_mask(length, block_size, x.device)  # [2L, 2L]
         positions = torch.arange(length, device=x.device).repeat(2)  # [2L]: [0..L−1, 0..L−1]
         out = model.backbone(
             torch.cat([z_t, x], dim=1), None, attn_mask=mask, position_ids=positions
         )
-        ce = N.cross_entropy(out.logits[:, :length], x)  # [B, L], noisy stream only
+        ce = cross_entropy(out.logits[:, :length], x)  # [B, L], noisy stream only
         weight = weight.to(ce.dtype)
         reconstruction = torch.where(masked, weight * ce, torch.zeros_like(ce)).sum(-1)
         return NELBOTerms(

@@ -12,10 +12,10 @@ of L (every window then holds whole steps and each position is un-masked exactly
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from oemdm_core import Estimator, MonteCarloEstimator, NELBOTerms
-from oemdm_core.interfaces.requirements import left_to_right_problems
-from oemdm_core.nelbo import terms as N
+from oemdm_core.interfaces import DiffusionModel, cross_entropy, left_to_right_problems
 
 
 def check_steps(steps: int | None) -> None:
@@ -38,11 +38,18 @@ class TeacherForcing(Estimator):
     name = "teacher-forcing"
     auto_priority = 10
 
-    def unsupported_reason(self, model) -> str | None:
+    def unsupported_reason(self, model: DiffusionModel) -> str | None:
         problems = left_to_right_problems(model.order, model.backbone)
         return "; ".join(problems) if problems else None
 
-    def nelbo(self, model, x, t=None, steps=None, generator=None) -> NELBOTerms:
+    def nelbo(
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        t: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> NELBOTerms:
         model.check_tokens(x)
         check_steps(steps)
         batch, length = x.shape
@@ -50,7 +57,7 @@ class TeacherForcing(Estimator):
             return MonteCarloEstimator().nelbo(model, x, t=t, steps=steps, generator=generator)
         t = model.check_times(t, batch) if t is not None else torch.ones(batch, device=x.device)
         out = model.backbone(x, None)  # causal: logits at i read x_<i
-        ce = N.cross_entropy(out.logits, x)  # [B, L] nats
+        ce = cross_entropy(out.logits, x)  # [B, L] nats
         total = ce.sum(-1)
         return NELBOTerms(
             total=total,

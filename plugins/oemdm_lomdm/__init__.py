@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from oemdm_core import hookimpl
+from oemdm_core import Register, hookimpl
 from oemdm_lomdm.genmd4 import GenMD4
 from oemdm_lomdm.lomdm import LoMDM, norm_sig
 from oemdm_lomdm.positional import PositionalOrder
@@ -13,7 +13,7 @@ __all__ = ["GenMD4", "LoMDM", "PositionalOrder", "PowerSchedule", "norm_sig"]
 
 
 @hookimpl
-def register_orders(register):
+def register_orders(register: Register) -> None:
     register(LoMDM)
     register(GenMD4)
     register(PositionalOrder)

@@ -20,12 +20,14 @@ the denoiser call already produced (`needs_logits`). Unmasked positions get w[z_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from oemdm_core.interfaces import Backbone, BaseSchedule, DenoiserOutput, PositionSchedule
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
 
@@ -41,11 +43,13 @@ class GenMD4(LearnedOrder):
             default=1.0, gt=0, description="Initial exponent of every token (1 = linear MDLM)."
         )
 
-    def __init__(self, **options) -> None:
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.rho: nn.Parameter | None = None
 
-    def bind(self, backbone: nn.Module) -> None:
+    def bind(self, backbone: Backbone) -> None:
         """Create ρ, one entry per vocabulary item of `backbone`."""
         if self.rho is not None:
             return
@@ -65,15 +69,21 @@ class GenMD4(LearnedOrder):
             )
         return F.softplus(self.rho)
 
-    def forward_schedule(self, x, base, features=None) -> PowerSchedule:
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PowerSchedule:
         """α_F^i(x, t) = 1 − t^{w[x^i]} for clean `x: [B, L]`."""
         return PowerSchedule(self.weights()[x])
 
-    def generation_weights(self, x, base, features=None) -> Tensor:
+    def generation_weights(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> Tensor:
         """The forward exponents w[x^i] `[B, L]` (Plackett–Luce weights of the order)."""
         return self.weights()[x]
 
-    def reverse_schedule(self, z_t, t, base, out=None):
+    def reverse_schedule(
+        self, z_t: Tensor, t: Tensor, base: BaseSchedule, out: DenoiserOutput | None = None
+    ) -> PositionSchedule:
         """α_R^i(z_t, s) = 1 − s^{ŵ^i}, ŵ^i = 1 / Σ_v p_θ(v|z_t)_i / w[v] at masked positions.
 
         out: the denoiser output at z_t (OeMDM passes it); reads `out.logits [B, L, V]`."""

@@ -35,13 +35,14 @@ Training (the paper's recipe is the default; each choice is an option, so it can
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from oemdm_core import ConfigError
+from oemdm_core.interfaces import Backbone, BaseSchedule, DenoiserOutput
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.scheduler import scheduler_network
 from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
@@ -53,7 +54,8 @@ def norm_sig(v: Tensor) -> Tensor:
     return s - s.mean(-1, keepdim=True)
 
 
-SPREADS = ("linear", "log")
+Spread = Literal["linear", "log"]
+SPREADS: tuple[str, ...] = get_args(Spread)
 
 
 def spread_exponents(logits: Tensor, c1: float, c2: float, spread: str = "linear") -> Tensor:
@@ -128,7 +130,7 @@ class LoMDM(LearnedOrder):
             description="Scheduler networks g_φ, h_ψ: one linear readout, or a transformer "
             "block + MLP head (the paper's).",
         )
-        spread: Literal[SPREADS] = Field(
+        spread: Spread = Field(
             default="linear",
             description="How logits become exponents: linear, c1 + c2·NormSig (the paper's), "
             "or log, c1·((c1+c2)/(c1−c2))^NormSig (graded orders reachable).",
@@ -149,7 +151,7 @@ class LoMDM(LearnedOrder):
 
         @field_validator("c2")
         @classmethod
-        def _c2_below_c1(cls, c2: float, info) -> float:
+        def _c2_below_c1(cls, c2: float, info: ValidationInfo) -> float:
             c1 = info.data.get("c1")
             if c1 is not None and not c1 > c2:
                 raise ValueError(
@@ -157,7 +159,9 @@ class LoMDM(LearnedOrder):
                 )
             return c2
 
-    def __init__(self, **options) -> None:
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.encoder: SmallEncoder | None = None
         self.forward_head: nn.Module | None = None
@@ -179,7 +183,7 @@ class LoMDM(LearnedOrder):
     def feature_gradient(self) -> bool:
         return not self.options.stop_gradient
 
-    def bind(self, backbone: nn.Module) -> None:
+    def bind(self, backbone: Backbone) -> None:
         """Create the scheduler networks g_φ, h_ψ (and the encoder) sized for `backbone`."""
         if self.forward_head is not None:
             return
@@ -211,16 +215,21 @@ class LoMDM(LearnedOrder):
         if self.encoder is not None:
             forward += list(self.encoder.parameters())
         reverse = list(self.reverse_head.parameters()) if self.reverse_head is not None else []
-        if self.forward_bias is not None:
+        if self.forward_bias is not None and self.reverse_bias is not None:
             forward.append(self.forward_bias)
             reverse.append(self.reverse_bias)
         return {"forward_scheduler": forward, "reverse_scheduler": reverse}
 
-    def _features(self, tokens: Tensor, given: Tensor | None, what: str) -> Tensor:
-        if self.forward_head is None:
+    def _heads(self) -> tuple[nn.Module, nn.Module]:
+        """(g_φ, h_ψ), made by `bind`."""
+        if self.forward_head is None or self.reverse_head is None:
             raise RuntimeError(
                 "lomdm order is not bound to a backbone; build it inside OeMDM (which calls bind)"
             )
+        return self.forward_head, self.reverse_head
+
+    def _features(self, tokens: Tensor, given: Tensor | None, what: str) -> Tensor:
+        self._heads()
         if self.encoder is not None:
             return self.encoder(tokens)
         if given is None:
@@ -239,16 +248,22 @@ class LoMDM(LearnedOrder):
         o = self.options
         return spread_exponents(logits.float(), o.c1, o.c2, o.spread)
 
-    def forward_schedule(self, x, base, features=None) -> PowerSchedule:
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PowerSchedule:
         """α_F^i(x, t) = 1 − t^{w^i(x)}; `features`: backbone hidden states of x, `[B, L, D]`."""
         f = self._features(x, features, "the clean x")
-        return PowerSchedule(self.exponents(self.forward_head, f, self.forward_bias))
+        return PowerSchedule(self.exponents(self._heads()[0], f, self.forward_bias))
 
-    def generation_weights(self, x, base, features=None) -> Tensor:
+    def generation_weights(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> Tensor:
         """The forward exponents w `[B, L]` (Plackett–Luce weights of the generation order)."""
         return self.forward_schedule(x, base, features).w
 
-    def reverse_schedule(self, z_t, t, base, out=None) -> PowerSchedule:
+    def reverse_schedule(
+        self, z_t: Tensor, t: Tensor, base: BaseSchedule, out: DenoiserOutput | None = None
+    ) -> PowerSchedule:
         """α_R^i(z_t, s) = 1 − s^{ŵ^i(z_t)}; `out.hidden`: backbone hidden states at z_t.
 
         With `reverse_scheduler_enabled = False` (the paper's c2 = 0 sampling ablation),
@@ -256,4 +271,4 @@ class LoMDM(LearnedOrder):
         if not self.reverse_scheduler_enabled:
             return PowerSchedule(torch.full(z_t.shape, self.options.c1, device=z_t.device))
         f = self._features(z_t, out.hidden if out is not None else None, "z_t")
-        return PowerSchedule(self.exponents(self.reverse_head, f, self.reverse_bias))
+        return PowerSchedule(self.exponents(self._heads()[1], f, self.reverse_bias))

@@ -19,13 +19,15 @@ options, `stop_gradient` has no effect here (the order reads no features or logi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from typing_extensions import Self
 
-from oemdm_lomdm.lomdm import SPREADS, spread_exponents
+from oemdm_core.interfaces import Backbone, BaseSchedule, DenoiserOutput
+from oemdm_lomdm.lomdm import Spread, spread_exponents
 from oemdm_lomdm.power_schedule import PowerSchedule
 from oemdm_lomdm.training_options import LearnedOrder, LearnedOrderOptions
 
@@ -40,7 +42,7 @@ class PositionalOrder(LearnedOrder):
         c2: float = Field(
             default=0.65, ge=0, allow_inf_nan=False, description="Spread: w ∈ (c1 − c2, c1 + c2)."
         )
-        spread: Literal[SPREADS] = Field(
+        spread: Spread = Field(
             default="linear", description="linear: c1 + c2·NormSig(θ); log: c1·r^NormSig(θ)."
         )
         init: Literal["flat", "left_to_right", "right_to_left"] = Field(
@@ -51,7 +53,7 @@ class PositionalOrder(LearnedOrder):
         )
 
         @model_validator(mode="after")
-        def _c2_below_c1(self):
+        def _c2_below_c1(self) -> Self:
             if not self.c1 > self.c2:
                 raise ValueError(
                     f"c2 must be smaller than c1 (got c1={self.c1}, c2={self.c2}); "
@@ -59,7 +61,9 @@ class PositionalOrder(LearnedOrder):
                 )
             return self
 
-    def __init__(self, **options) -> None:
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.theta: nn.Parameter | None = None
 
@@ -68,7 +72,7 @@ class PositionalOrder(LearnedOrder):
         """w down to c1 − c2: uniform t has infinite variance for w < ½."""
         return "importance"
 
-    def bind(self, backbone: nn.Module) -> None:
+    def bind(self, backbone: Backbone) -> None:
         """Create θ, one entry per position of `backbone`."""
         if self.theta is not None:
             return
@@ -91,14 +95,20 @@ class PositionalOrder(LearnedOrder):
         o = self.options
         return spread_exponents(self.theta[:length], o.c1, o.c2, o.spread)
 
-    def forward_schedule(self, x, base, features=None) -> PowerSchedule:
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PowerSchedule:
         """α^i = 1 − t^{w_i} for every row of `x: [B, L]`."""
         return PowerSchedule(self.exponents(x.shape[1]).expand(x.shape[0], -1))
 
-    def generation_weights(self, x, base, features=None) -> Tensor:
+    def generation_weights(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> Tensor:
         """w `[B, L]`, the same for every row of `x: [B, L]`."""
         return self.exponents(x.shape[1]).expand(x.shape[0], -1)
 
-    def reverse_schedule(self, z_t, t, base, out=None) -> PowerSchedule:
+    def reverse_schedule(
+        self, z_t: Tensor, t: Tensor, base: BaseSchedule, out: DenoiserOutput | None = None
+    ) -> PowerSchedule:
         """The forward schedule: with no context it is the exact reverse."""
         return self.forward_schedule(z_t, base)

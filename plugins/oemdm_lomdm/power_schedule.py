@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core import PositionSchedule
-from oemdm_core.interfaces.position_schedule import as_time_column
+from oemdm_core.interfaces import as_time_column
 
 
 class PowerSchedule(PositionSchedule):

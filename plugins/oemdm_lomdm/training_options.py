@@ -4,7 +4,7 @@ and the base class that reads them."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from oemdm_core import Options, Order
 
@@ -34,7 +34,7 @@ class LearnedOrderOptions(Options):
 
     @field_validator("shared_time")
     @classmethod
-    def _shared_needs_draws(cls, shared: bool, info) -> bool:
+    def _shared_needs_draws(cls, shared: bool, info: ValidationInfo) -> bool:
         if shared and info.data.get("K") == 1:
             raise ValueError(
                 "shared_time=true needs K >= 2 draws per sequence (got K=1); "
@@ -51,6 +51,8 @@ class LearnedOrder(Order):
 
     class Options(LearnedOrderOptions):
         pass
+
+    options: LearnedOrderOptions
 
     @property
     def num_draws(self) -> int:

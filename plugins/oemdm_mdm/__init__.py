@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from oemdm_core import Order, WindowedSchedule, hookimpl
+from oemdm_core import Order, Register, WindowedSchedule, hookimpl
+from oemdm_core.interfaces import BaseSchedule, PositionSchedule
 
 
 class MaskedDiffusion(Order):
@@ -12,12 +14,14 @@ class MaskedDiffusion(Order):
 
     name = "mdm"
 
-    def forward_schedule(self, x, base, features=None):
+    def forward_schedule(
+        self, x: Tensor, base: BaseSchedule, features: Tensor | None = None
+    ) -> PositionSchedule:
         length = x.shape[1]
         lo = torch.zeros(length, dtype=torch.float64, device=x.device)
         return WindowedSchedule(base, lo, torch.ones_like(lo))
 
 
 @hookimpl
-def register_orders(register):
+def register_orders(register: Register) -> None:
     register(MaskedDiffusion)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from oemdm_core import hookimpl
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core import Register, hookimpl
+from oemdm_core.interfaces import Segment, SegmentResult, SegmentSampler
 from oemdm_samplers.ancestral import AncestralSampler
 from oemdm_samplers.ar import ARSampler
 from oemdm_samplers.block import BlockSampler
@@ -25,7 +25,7 @@ __all__ = [
 
 
 @hookimpl
-def register_samplers(register):
+def register_samplers(register: Register) -> None:
     register(AncestralSampler)
     register(FirstHittingSampler)
     register(RemaskingSampler)

@@ -5,9 +5,17 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.grids import GRID_DESCRIPTION, GridName, StepGrid
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core.interfaces import (
+    GRID_DESCRIPTION,
+    DrawOptions,
+    GridName,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    StepGrid,
+    sample_tokens,
+    uniform,
+)
 
 
 class AncestralSampler(SegmentSampler):
@@ -29,8 +37,12 @@ class AncestralSampler(SegmentSampler):
         )
         grid: GridName = Field(default="uniform", description=GRID_DESCRIPTION)
 
+    options: Options
+
     @torch.no_grad()
-    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+    def fill_segment(
+        self, segment: Segment, generator: torch.Generator | None = None
+    ) -> SegmentResult:
         """T steps from `segment.t_start` to `segment.t_end` on the `grid` (uniform:
         t_k = t_end + (t_start − t_end)·k/T); at the last step every masked position is
         un-masked (α(t_end) = 1 on the segment's positions)."""

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
+from torch import Tensor
 
 from oemdm_core import Sampler, SampleResult
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
-from oemdm_core.interfaces.requirements import left_to_right_problems
-from oemdm_core.interfaces.sampler import initial_state
-from oemdm_core.interfaces.segment import StepInfo
+from oemdm_core.interfaces import (
+    DiffusionModel,
+    DrawOptions,
+    StepCallback,
+    StepInfo,
+    initial_state,
+    left_to_right_problems,
+    sample_tokens,
+)
 
 
-def check_ar_model(model, cache: bool) -> None:
+def check_ar_model(model: DiffusionModel, cache: bool) -> None:
     """Raise `ValueError` unless the model has the left-to-right order and a causal backbone
     (with a KV cache when `cache`)."""
     backbone = model.backbone
@@ -42,11 +48,21 @@ class ARSampler(Sampler):
             default=True, description="Use the backbone's KV cache (False: recompute prefixes)."
         )
 
-    def check_model(self, model, length=None):
+    options: Options
+
+    def check_model(self, model: DiffusionModel, length: int | None = None) -> None:
         check_ar_model(model, self.options.cache)
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+    def sample(
+        self,
+        model: DiffusionModel,
+        num_samples: int,
+        length: int | None = None,
+        generator: torch.Generator | None = None,
+        fixed: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> SampleResult:
         o = self.options
         check_ar_model(model, o.cache)
         length = model.length if length is None else length

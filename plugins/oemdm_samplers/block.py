@@ -3,19 +3,30 @@ inside each block, finished blocks read from a KV cache, optional stop at end-of
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 from torch import Tensor
+from typing_extensions import Self
 
-from oemdm_core import Sampler, SampleResult
-from oemdm_core.interfaces.draws import DrawOptions
-from oemdm_core.interfaces.position_schedule import SlicedSchedule
-from oemdm_core.interfaces.requirements import block_order_size
-from oemdm_core.interfaces.sampler import initial_state
-from oemdm_core.interfaces.segment import Segment, SegmentSampler, StepCallback, StepInfo
-from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core import ComponentRegistry, Sampler, SampleResult, resolve_registry
+from oemdm_core.interfaces import (
+    Backbone,
+    DenoiserOutput,
+    DiffusionModel,
+    DrawOptions,
+    PositionSchedule,
+    Segment,
+    SegmentSampler,
+    SlicedSchedule,
+    StepCallback,
+    StepInfo,
+    block_order_size,
+    initial_state,
+)
 
 FORWARDED = ("steps", "temperature", "top_p")  # block options an inner rule built by name gets
 
@@ -26,7 +37,7 @@ class CachedBlockDenoiser:
     Finished blocks are appended lazily: the first call for a block also commits the
     pending clean blocks before it, in the same network call."""
 
-    def __init__(self, backbone, batch: int, length: int) -> None:
+    def __init__(self, backbone: Backbone, batch: int, length: int) -> None:
         self.backbone = backbone
         self.cache = backbone.new_cache(batch, capacity=length)
         self.pending: Tensor | None = None
@@ -35,7 +46,7 @@ class CachedBlockDenoiser:
         """Queue the clean tokens `[N, B]` of the block just finished for the cache."""
         self.pending = block if self.pending is None else torch.cat([self.pending, block], 1)
 
-    def __call__(self, state: Tensor, t: Tensor):
+    def __call__(self, state: Tensor, t: Tensor) -> DenoiserOutput:
         if self.pending is None:
             return self.backbone(state, t, cache=self.cache, commit=0)
         count = self.pending.shape[1]
@@ -45,7 +56,17 @@ class CachedBlockDenoiser:
         return type(out)(logits=out.logits[:, count:], hidden=hidden)
 
 
-def block_reporter(callback: StepCallback, z: Tensor, lo: int, hi: int, offset: int):
+def sliced(
+    schedule: PositionSchedule, lo: int, hi: int, state: Tensor, t: Tensor, out: DenoiserOutput
+) -> PositionSchedule:
+    """Columns `[lo, hi)` of the fixed reverse `schedule`, whatever the state (a block's
+    `Segment.schedule`)."""
+    return SlicedSchedule(schedule, lo, hi)
+
+
+def block_reporter(
+    callback: StepCallback, z: Tensor, lo: int, hi: int, offset: int
+) -> StepCallback:
     """The step callback of block `[lo, hi)`'s segment: hands `callback` the step `offset`
     later, with the state and revealed positions over the whole sequence (`[N, L]`, the
     other blocks as `z` holds them when the step ends)."""
@@ -90,7 +111,9 @@ class BlockSampler(Sampler):
             default=None, ge=0, description="End-of-text id: stop a sequence after it."
         )
 
-    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+    options: Options
+
+    def __init__(self, registry: ComponentRegistry | None = None, **options: Any) -> None:
         """`inner`: the registry name of a `SegmentSampler` (None: the option's default),
         built from `registry` with this sampler's `steps`, `temperature` and `top_p` (those of
         them its options have); or a built one, used as it is: then those three options are
@@ -117,10 +140,10 @@ class BlockSampler(Sampler):
         self.rule = self._build_inner(self.options.inner, resolve_registry(registry))
 
     @classmethod
-    def from_options(cls, options, registry=None):
+    def from_options(cls, options: BaseModel, registry: ComponentRegistry | None = None) -> Self:
         return cls(registry=registry, **dict(options))
 
-    def _build_inner(self, inner: str, registry: Registry) -> SegmentSampler:
+    def _build_inner(self, inner: str, registry: ComponentRegistry) -> SegmentSampler:
         if inner == self.name:
             raise ValueError("the block sampler cannot be its own inner rule")
         cls = registry.get("sampler", inner)
@@ -139,7 +162,7 @@ class BlockSampler(Sampler):
         """The options handed to an inner rule built by name."""
         return self.options.model_dump(include=set(FORWARDED))
 
-    def _check(self, model, length: int) -> int:
+    def _check(self, model: DiffusionModel, length: int) -> int:
         order, backbone = model.order, model.backbone
         size = block_order_size(order)
         if size is None:
@@ -164,11 +187,19 @@ class BlockSampler(Sampler):
             )
         return size
 
-    def check_model(self, model, length=None):
+    def check_model(self, model: DiffusionModel, length: int | None = None) -> None:
         self._check(model, model.length if length is None else length)
 
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+    def sample(
+        self,
+        model: DiffusionModel,
+        num_samples: int,
+        length: int | None = None,
+        generator: torch.Generator | None = None,
+        fixed: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> SampleResult:
         length = model.length if length is None else length
         size = self._check(model, length)
         z, keep = initial_state(model, num_samples, length, fixed)
@@ -189,7 +220,7 @@ class BlockSampler(Sampler):
                 tokens=z[:, lo:hi],
                 mask_id=mask_id,
                 denoise=cached if cached is not None else self._uncached(model, z, lo, hi),
-                schedule=lambda state, t, out, lo=lo, hi=hi: SlicedSchedule(schedule, lo, hi),
+                schedule=functools.partial(sliced, schedule, lo, hi),
                 t_start=(nb - b) / nb,
                 t_end=(nb - 1 - b) / nb,
                 uses_time=backbone.uses_time,
@@ -208,12 +239,14 @@ class BlockSampler(Sampler):
         return SampleResult(tokens=z, order=order, nfe=nfe, lengths=lengths)
 
     @staticmethod
-    def _uncached(model, z: Tensor, lo: int, hi: int):
+    def _uncached(
+        model: DiffusionModel, z: Tensor, lo: int, hi: int
+    ) -> Callable[[Tensor, Tensor], DenoiserOutput]:
         """Denoiser of block [lo, hi) recomputing the prefix (whole sequence if bidirectional)."""
         backbone = model.backbone
         end = z.shape[1] if backbone.attention == "bidirectional" else hi
 
-        def denoise(state: Tensor, t: Tensor):
+        def denoise(state: Tensor, t: Tensor) -> DenoiserOutput:
             full = torch.cat([z[:, :lo], state, z[:, hi:end]], dim=1)
             out = backbone(full, t)
             hidden = None if out.hidden is None else out.hidden[:, lo:hi]
@@ -221,9 +254,20 @@ class BlockSampler(Sampler):
 
         return denoise
 
-    def _stop(self, z, order, keep, done, lengths, lo, hi):
+    def _stop(
+        self,
+        z: Tensor,
+        order: Tensor,
+        keep: Tensor,
+        done: Tensor,
+        lengths: Tensor,
+        lo: int,
+        hi: int,
+    ) -> tuple[Tensor, Tensor]:
         """Mark sequences whose block [lo, hi) generated eos_id; pad everything after it."""
         eos_id = self.options.eos_id
+        if eos_id is None:  # called only with an eos_id
+            return done, lengths
         hit = (z[:, lo:hi] == eos_id) & ~keep[:, lo:hi]  # [N, B]
         first = torch.where(hit.any(1), hit.float().argmax(1) + lo, z.shape[1])
         new = ~done & hit.any(1)

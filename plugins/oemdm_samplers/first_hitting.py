@@ -29,13 +29,23 @@ backbone one more (the first call, at t_start, only reads the schedule).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from oemdm_core import PositionSchedule, WindowedSchedule
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.position_schedule import SlicedSchedule
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler
+from oemdm_core.interfaces import (
+    BaseSchedule,
+    DenoiserOutput,
+    DrawOptions,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    SlicedSchedule,
+    sample_tokens,
+    uniform,
+)
 
 BISECTION_STEPS = 64
 
@@ -70,7 +80,7 @@ def reveal_times(
         m = block.shape[0]
         diagonal = eye.repeat(m, 1)  # [m·n, n]
 
-        def one_minus_alpha(times: Tensor, m=m, diagonal=diagonal) -> Tensor:
+        def one_minus_alpha(times: Tensor, m: int = m, diagonal: Tensor = diagonal) -> Tensor:
             full = schedule.one_minus_alpha(times.reshape(-1)).to(torch.float64)  # [m·n, n]
             return full.masked_select(diagonal).reshape(m, n)
 
@@ -80,18 +90,18 @@ def reveal_times(
     return out
 
 
-def _bisect(f, target: Tensor, lo: float, hi: Tensor) -> Tensor:
+def _bisect(f: Callable[[Tensor], Tensor], target: Tensor, lo: float, hi: Tensor) -> Tensor:
     """Smallest x in [lo, hi] with f(x) ≥ target, elementwise, for non-decreasing f."""
-    hi = (torch.zeros_like(target) + hi).to(torch.float64)
-    lo = torch.full_like(hi, float(lo))
-    for _ in range(BISECTION_STEPS):  # invariant: f(hi) ≥ target
-        mid = 0.5 * (lo + hi)
+    upper = (torch.zeros_like(target) + hi).to(torch.float64)
+    lower = torch.full_like(upper, float(lo))
+    for _ in range(BISECTION_STEPS):  # invariant: f(upper) ≥ target
+        mid = 0.5 * (lower + upper)
         above = f(mid) >= target
-        hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-    return hi
+        upper, lower = torch.where(above, mid, upper), torch.where(above, lower, mid)
+    return upper
 
 
-def _windows(schedule: PositionSchedule, n: int):
+def _windows(schedule: PositionSchedule, n: int) -> tuple[BaseSchedule, Tensor, Tensor] | None:
     """(base, lo `[n]`, hi `[n]`) if `schedule` is a (column slice of a) WindowedSchedule."""
     columns = slice(None)
     if isinstance(schedule, SlicedSchedule):
@@ -110,8 +120,12 @@ class FirstHittingSampler(SegmentSampler):
     class Options(DrawOptions):
         """Temperature and top_p: the un-masking times are drawn exactly, not on a grid."""
 
+    options: Options
+
     @torch.no_grad()
-    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+    def fill_segment(
+        self, segment: Segment, generator: torch.Generator | None = None
+    ) -> SegmentResult:
         z = segment.tokens.clone()
         rows = z.shape[0]
         if not bool((z == segment.mask_id).any()):
@@ -123,7 +137,14 @@ class FirstHittingSampler(SegmentSampler):
             return self._fixed(segment, z, schedule, out, generator)
         return self._power_law(segment, z, t, schedule, out, generator)
 
-    def _draw(self, out, z: Tensor, position: Tensor, active: Tensor, generator) -> Tensor:
+    def _draw(
+        self,
+        out: DenoiserOutput,
+        z: Tensor,
+        position: Tensor,
+        active: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         """Draw the token at `position [N]` from `out.logits`; rows not `active` keep z."""
         rows = torch.arange(z.shape[0], device=z.device)
         logits = out.logits[rows, position]  # [N, V]
@@ -131,7 +152,14 @@ class FirstHittingSampler(SegmentSampler):
         current = z[rows, position]
         return torch.where(active, token, current)
 
-    def _fixed(self, segment, z, schedule, out, generator) -> SegmentResult:
+    def _fixed(
+        self,
+        segment: Segment,
+        z: Tensor,
+        schedule: PositionSchedule,
+        out: DenoiserOutput,
+        generator: torch.Generator | None,
+    ) -> SegmentResult:
         masked = z == segment.mask_id
         u = uniform(tuple(z.shape), generator, z.device)
         times = reveal_times(schedule, u, segment.t_start, segment.t_end)
@@ -154,7 +182,15 @@ class FirstHittingSampler(SegmentSampler):
             segment.report(k, t_event, t_event, z, order)
         return SegmentResult(tokens=z, order=order, nfe=nfe, steps=total)
 
-    def _power_law(self, segment, z, t, schedule, out, generator) -> SegmentResult:
+    def _power_law(
+        self,
+        segment: Segment,
+        z: Tensor,
+        t: Tensor,
+        schedule: PositionSchedule,
+        out: DenoiserOutput,
+        generator: torch.Generator | None,
+    ) -> SegmentResult:
         if segment.uses_time:
             raise ValueError(
                 "first-hitting with a state-dependent reverse schedule needs a backbone that "

@@ -53,9 +53,20 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from oemdm_core import SampleResult
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens, uniform
-from oemdm_core.interfaces.grids import GRID_DESCRIPTION, GridName, StepGrid
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, whole_sequence
+from oemdm_core.interfaces import (
+    GRID_DESCRIPTION,
+    DiffusionModel,
+    DrawOptions,
+    GridName,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    StepCallback,
+    StepGrid,
+    sample_tokens,
+    uniform,
+    whole_sequence,
+)
 
 
 @dataclass
@@ -138,8 +149,12 @@ class RemaskingSampler(SegmentSampler):
                 )
             return self
 
+    options: Options
+
     # -- σ ---------------------------------------------------------------------------------
-    def sigma(self, alpha_t: Tensor, one_minus_alpha_s: Tensor, decoded: Tensor, psi: Tensor):
+    def sigma(
+        self, alpha_t: Tensor, one_minus_alpha_s: Tensor, decoded: Tensor, psi: Tensor
+    ) -> Tensor:
         """σ^i `[N, L]` float64 of one step from α_t, 1 − α_s `[N, L]`, the decoded positions
         and their confidences ψ (see module); before zeroing masked positions."""
         o = self.options
@@ -172,18 +187,30 @@ class RemaskingSampler(SegmentSampler):
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+    def sample(
+        self,
+        model: DiffusionModel,
+        num_samples: int,
+        length: int | None = None,
+        generator: torch.Generator | None = None,
+        fixed: Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> SampleResult:
         segment, keep = whole_sequence(model, num_samples, length, fixed, callback)
         return self.run(segment, keep, generator)
 
     @torch.no_grad()
-    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+    def fill_segment(
+        self, segment: Segment, generator: torch.Generator | None = None
+    ) -> SegmentResult:
         """Fill a segment (e.g. a block of the `block` sampler); its given tokens are kept."""
         keep = segment.tokens != segment.mask_id
         result = self.run(segment, keep, generator)
         return SegmentResult(result.tokens, result.order, result.nfe, result.steps)
 
-    def run(self, segment: Segment, keep: Tensor, generator=None) -> RemaskSampleResult:
+    def run(
+        self, segment: Segment, keep: Tensor, generator: torch.Generator | None = None
+    ) -> RemaskSampleResult:
         """T steps from `segment.t_start` to `segment.t_end` (grid as the ancestral sampler's);
         `keep: [N, n]` marks positions that are never re-masked."""
         o = self.options

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from oemdm_core import BaseSchedule, Options, hookimpl
+from oemdm_core import BaseSchedule, Options, Register, hookimpl
 
 
 class Linear(BaseSchedule):
@@ -61,6 +61,8 @@ class Polynomial(BaseSchedule):
             description=f"Exponent p ∈ [{P_RANGE[0]}, {P_RANGE[1]:g}] of α_b(s) = 1 − s^p.",
         )
 
+    options: Options
+
     def alpha(self, s: Tensor) -> Tensor:
         return 1.0 - s**self.options.p
 
@@ -75,7 +77,7 @@ class Polynomial(BaseSchedule):
 
 
 @hookimpl
-def register_schedules(register):
+def register_schedules(register: Register) -> None:
     register(Linear)
     register(Cosine)
     register(Polynomial)

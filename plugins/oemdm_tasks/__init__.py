@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oemdm_core import hookimpl
+from oemdm_core import Register, hookimpl
 from oemdm_tasks.backbone import OracleBackbone
 from oemdm_tasks.chains import TASKS, ChainTask, build_task, chain_table, lookup_chain
 from oemdm_tasks.hmm import HiddenMarkovChain
@@ -19,5 +19,5 @@ __all__ = [
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Register) -> None:
     register(OracleBackbone)

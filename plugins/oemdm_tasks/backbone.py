@@ -11,14 +11,16 @@ mask pattern carries information about x that this denoiser ignores.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any
 
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor
+from typing_extensions import Self
 
+import oemdm_core
 from oemdm_core import Backbone, DenoiserOutput, Options
-from oemdm_tasks.chains import TASKS, build_task
+from oemdm_tasks.chains import Task, build_task
 
 
 class OracleBackbone(Backbone):
@@ -29,10 +31,10 @@ class OracleBackbone(Backbone):
     exposes_hidden = False
     hidden_size = 0
 
-    class Options(Options):
+    class Options(oemdm_core.Options):
         vocab_size: int = Field(default=16, ge=2, description="V = 2·symbols (r and y tokens).")
         max_length: int = Field(default=32, ge=1, description="L, the task's sequence length.")
-        task: Literal[TASKS] = Field(default="lookup_chain", description="The chain task.")
+        task: Task = Field(default="lookup_chain", description="The chain task.")
         symbols: int = Field(default=8, ge=2, description="K, values of r and of y.")
         table_seed: int = Field(default=7, description="Seed of the lookup table T.")
         smoothing: float = Field(
@@ -43,7 +45,7 @@ class OracleBackbone(Backbone):
         )
 
         @model_validator(mode="after")
-        def _vocab_is_two_alphabets(self):
+        def _vocab_is_two_alphabets(self) -> Self:
             if self.vocab_size != 2 * self.symbols:
                 raise ValueError(
                     f"vocab_size must be 2·symbols = {2 * self.symbols} (r and y tokens), "
@@ -51,7 +53,9 @@ class OracleBackbone(Backbone):
                 )
             return self
 
-    def __init__(self, **options) -> None:
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         o = self.options
         self.vocab_size, self.max_length = o.vocab_size, o.max_length

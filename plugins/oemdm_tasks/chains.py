@@ -18,6 +18,7 @@ is served by flipping positions: see `ChainTask`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ from torch import Tensor
 
 from oemdm_tasks.hmm import HiddenMarkovChain
 
-TASKS = ("lookup_chain", "reverse_lookup_chain")
+Task = Literal["lookup_chain", "reverse_lookup_chain"]
+TASKS: tuple[str, ...] = get_args(Task)
 
 
 def chain_table(symbols: int = 8, seed: int = 7) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oemdm_core import hookimpl
+from oemdm_core import Register, hookimpl
 from oemdm_topk.scorers import (
     SCORERS,
     Confidence,
@@ -28,11 +28,11 @@ __all__ = [
 
 
 @hookimpl
-def register_scorers(register):
+def register_scorers(register: Register) -> None:
     for scorer in SCORERS:
         register(scorer)
 
 
 @hookimpl
-def register_samplers(register):
+def register_samplers(register: Register) -> None:
     register(TopKSampler)

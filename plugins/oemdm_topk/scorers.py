@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core import Scorer
-from oemdm_core.interfaces.draws import gumbel_noise
+from oemdm_core.interfaces import gumbel_noise
 
 
 class PlackettLuce(Scorer):
@@ -20,7 +20,9 @@ class PlackettLuce(Scorer):
 
     name = "plackett-luce"
 
-    def score(self, logits, velocity, generator=None):
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         shape = tuple(logits.shape[:2])
         noise = gumbel_noise(shape, generator, logits.device)
         if velocity is None:
@@ -36,7 +38,9 @@ class Velocity(Scorer):
     name = "velocity"
     deterministic = True
 
-    def score(self, logits, velocity, generator=None):
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         if velocity is None:
             return torch.zeros(tuple(logits.shape[:2]), dtype=torch.float64, device=logits.device)
         return torch.log(velocity.to(torch.float64))
@@ -49,7 +53,9 @@ class Confidence(Scorer):
     name = "confidence"
     deterministic = True
 
-    def score(self, logits, velocity, generator=None):
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         return torch.log_softmax(logits.double(), dim=-1).max(-1).values.exp()
 
 
@@ -59,7 +65,9 @@ class Margin(Scorer):
     name = "margin"
     deterministic = True
 
-    def score(self, logits, velocity, generator=None):
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         probs = torch.softmax(logits.double(), dim=-1)
         if probs.shape[-1] == 1:
             return probs[..., 0]
@@ -73,7 +81,9 @@ class Entropy(Scorer):
     name = "entropy"
     deterministic = True
 
-    def score(self, logits, velocity, generator=None):
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         logp = torch.log_softmax(logits.double(), dim=-1)
         return (logp.exp() * logp).sum(-1)
 
@@ -83,7 +93,9 @@ class Random(Scorer):
 
     name = "random"
 
-    def score(self, logits, velocity, generator=None) -> Tensor:
+    def score(
+        self, logits: Tensor, velocity: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
         return gumbel_noise(tuple(logits.shape[:2]), generator, logits.device)
 
 

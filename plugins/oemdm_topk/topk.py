@@ -22,13 +22,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 from torch import Tensor
+from typing_extensions import Self
 
-from oemdm_core import Scorer
-from oemdm_core.interfaces.draws import DrawOptions, sample_tokens
-from oemdm_core.interfaces.segment import Segment, SegmentResult, SegmentSampler, time_grid
-from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core import ComponentRegistry, Scorer, resolve_registry
+from oemdm_core.interfaces import (
+    DrawOptions,
+    Segment,
+    SegmentResult,
+    SegmentSampler,
+    sample_tokens,
+    time_grid,
+)
 
 
 def step_counts(prob: Tensor, eligible: Tensor, last: bool) -> Tensor:
@@ -63,7 +69,9 @@ class TopKSampler(SegmentSampler):
             description="Registry name of the scorer that ranks masked positions.",
         )
 
-    def __init__(self, registry: Registry | None = None, **options: Any) -> None:
+    options: Options
+
+    def __init__(self, registry: ComponentRegistry | None = None, **options: Any) -> None:
         """`scorer`: a built `Scorer` (used as it is; the option records its name, not its
         options), or the registry name of one (None: the option's default), built from
         `registry`."""
@@ -79,11 +87,13 @@ class TopKSampler(SegmentSampler):
         self.scorer_impl = resolve_registry(registry).build("scorer", self.options.scorer)
 
     @classmethod
-    def from_options(cls, options, registry=None):
+    def from_options(cls, options: BaseModel, registry: ComponentRegistry | None = None) -> Self:
         return cls(registry=registry, **dict(options))
 
     @torch.no_grad()
-    def fill_segment(self, segment: Segment, generator=None) -> SegmentResult:
+    def fill_segment(
+        self, segment: Segment, generator: torch.Generator | None = None
+    ) -> SegmentResult:
         """T steps from `segment.t_start` to `segment.t_end` (the ancestral grid), exactly
         k_step positions per step."""
         o = self.options

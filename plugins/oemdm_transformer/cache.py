@@ -66,6 +66,8 @@ def cache_mask(
     if attention == "causal":
         return None if count == 1 else key[None, :] <= query[:, None]
     if attention == "block_causal":
+        if block_size is None:
+            raise ValueError("block_causal attention needs a block_size, got None")
         if (start + count - 1) // block_size == start // block_size and start % block_size == 0:
             return None  # one (partial) block starting at a boundary sees every key
         return key[None, :] // block_size <= query[:, None] // block_size

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,7 +39,7 @@ _compiled_flex = None
 try:
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 except ImportError:  # torch without FlexAttention: the dense SDPA path only
-    create_block_mask = flex_attention = None
+    create_block_mask = flex_attention = None  # type: ignore[assignment]
 
 
 def set_mode(mode: str) -> str:
@@ -80,10 +81,10 @@ def use_flex(q: Tensor, mask: Tensor | None, dropout_p: float = 0.0) -> bool:
     return False
 
 
-def convert(mask: Tensor):
+def convert(mask: Tensor) -> Any:
     """A FlexAttention `BlockMask` equivalent to the boolean `mask: [Lq, Lk]` (True = attend)."""
 
-    def mask_mod(b, h, q_idx, kv_idx):
+    def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return mask[q_idx, kv_idx]
 
     q_len, kv_len = mask.shape
@@ -91,7 +92,7 @@ def convert(mask: Tensor):
 
 
 @torch.compiler.disable
-def block_mask_from_dense(mask: Tensor):
+def block_mask_from_dense(mask: Tensor) -> Any:
     """`convert(mask)`, cached per mask tensor (identity and version), so a mask reused
     across calls, like the vectorised block estimator's cached 2L mask, is converted once."""
     key = id(mask)

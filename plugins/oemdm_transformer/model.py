@@ -85,7 +85,7 @@ class Attention(nn.Module):
             key_buf[:, :, start:end] = k.to(key_buf.dtype)
             value_buf[:, :, start:end] = v.to(value_buf.dtype)
             k, v = key_buf[:, :, :end], value_buf[:, :, :end]  # [B, H, start + n, Dh]
-        elif flex.use_flex(q, mask, self.dropout if self.training else 0.0):
+        elif mask is not None and flex.use_flex(q, mask, self.dropout if self.training else 0.0):
             # Dense boolean mask on CUDA: FlexAttention skips the empty tiles (see flex.py).
             return self.out(rearrange(flex.attend(q, k, v, mask), "b h l d -> b l (h d)"))
         y = F.scaled_dot_product_attention(
@@ -173,6 +173,10 @@ class Transformer(Backbone):
             if d_model % n_heads or (d_model // n_heads) % 2:
                 raise ValueError(f"d_model {d_model} must split into {n_heads} heads of even size")
             return self
+
+    options: Options
+    rope_cos: Tensor  # buffers of `rope_tables`, registered in __init__
+    rope_sin: Tensor
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -278,7 +282,7 @@ class Transformer(Backbone):
         h = self._add_time(h, t)
         mask, causal = attn_mask, self.attention == "causal" and attn_mask is None
         if mask is None and self.attention == "block_causal":
-            mask = block_causal_mask(length, self.block_size, tokens.device)
+            mask = block_causal_mask(length, self.options.block_size, tokens.device)
         if position_ids is None:
             cos, sin = self.rope_cos[:length], self.rope_sin[:length]
         else:
@@ -322,7 +326,11 @@ class Transformer(Backbone):
             )
         if not 0 <= commit <= count:
             raise ValueError(f"commit must lie in [0, {count}], got {commit}")
-        if self.attention == "block_causal" and (start + commit) % self.block_size and commit:
+        if (
+            self.attention == "block_causal"
+            and (start + commit) % self.options.block_size
+            and commit
+        ):
             raise ValueError(
                 f"block_causal cache must end on a block boundary (block size "
                 f"{self.block_size}); committing {commit} positions after {start} would not"

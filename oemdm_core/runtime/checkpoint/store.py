@@ -138,7 +138,8 @@ def save_versioned_checkpoint(
         fsync_dir(run_dir)
     # a later write at the same step (the final checkpoint after a periodic one) takes a
     # higher serial than any version of that step, so it sorts as the newest
-    serials = [key[1] for v in checkpoint_versions(run_dir) if (key := version_key(v))[0] == step]
+    keys = [version_key(v) for v in checkpoint_versions(run_dir)]
+    serials = [key[1] for key in keys if key is not None and key[0] == step]
     name = f"step-{step:08d}" + (f".{max(serials) + 1}" if serials else "")
     try:
         target = save_checkpoint(

@@ -12,7 +12,7 @@ model trained with a pad id.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -149,7 +149,7 @@ def prepare(
 
 def zero_shot(
     prepared: list[tuple[DataSpec, Encoded, Sequences]],
-    evaluate: Callable[[list[Tensor]], EvalResult],
+    evaluate: Callable[[Sequence[Tensor]], EvalResult],
     batch_size: int,
     max_sequences: int | None,
 ) -> list[ZeroShotRow]:
