@@ -54,13 +54,14 @@ from compare_orders_models import (  # noqa: E402
 )
 from compare_orders_report import (  # noqa: E402
     Column,
-    generative_perplexity,
     markdown_table,
     plot_learning_curves,
     plot_orders,
     plot_priorities,
     unigram_entropy,
 )
+
+from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = Path("../shared/data/austen.txt.xz")  # relative to the repository root
@@ -320,7 +321,8 @@ def score_samples(results: Sequence[JobResult]) -> list[dict]:
         row = asdict(r)
         tokens = torch.tensor(r.sample_tokens)
         judge = judge_models.get(r.seed)
-        row["gen_ppl"] = generative_perplexity(judge, tokens) if judge is not None else None
+        gen = generative_perplexity(tokens, judge) if judge is not None else None
+        row["gen_ppl"] = gen.perplexity if gen is not None else None
         row["sample_unigram_bits"] = unigram_entropy(tokens)
         row["perplexity"] = 2.0 ** (r.test_bpt_mc if r.test_bpt_mc is not None else r.test_bpt)
         row["wall_min"] = r.wall_s / 60

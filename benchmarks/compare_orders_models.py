@@ -22,7 +22,8 @@ from compare_orders_eval import monte_carlo_metrics
 from compare_orders_report import order_exponents, unigram_entropy
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.runtime.checkpoints import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.checkpoints import EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.checkpoints import LATEST_CHECKPOINT as CHECKPOINT_DIR
 from oemdm_core.runtime.data_cache import build_data, eval_batches
 from oemdm_core.runtime.evaluation.likelihood import evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components, parse_config

@@ -36,12 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sampler", help="Sampler registry name (default: the config's).")
     parser.add_argument(
-        "--set",
+        "--sampler-set",
         dest="options",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Sampler option, e.g. --set steps=256 (repeatable).",
+        help="Sampler option, e.g. --sampler-set steps=256 (repeatable; as in `oemdm eval`).",
+    )
+    # the old spelling, which `train` and `config show` use for dotted config overrides
+    parser.add_argument(
+        "--set", dest="old_options", action="append", default=[], help=argparse.SUPPRESS
     )
     parser.add_argument("--length", type=positive_int, help="Sample length (default: the model's).")
     parser.add_argument("--prompt", default="", help="Text fixed at the start of every sample.")
@@ -111,12 +115,19 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
 
     from oemdm_core.cli.args import sampler_from_flags
     from oemdm_core.cli.eval import load, set_reverse_scheduler
+    from oemdm_core.errors import warn_renamed
 
     registry = resolve_registry(registry)
     model, cfg, data, _ = load(args.checkpoint, registry, args.device)
     set_reverse_scheduler(model, args.reverse_scheduler)
+    if args.old_options:
+        warn_renamed("oemdm sample --set", "--sampler-set (the same KEY=VALUE)", stacklevel=2)
     sampler = sampler_from_flags(
-        args.sampler, cfg.sampling.sampler, args.options, "--set", registry
+        args.sampler,
+        cfg.sampling.sampler,
+        args.old_options + args.options,
+        "--sampler-set",
+        registry,
     )
     length = args.length or model.length
     if length > model.backbone.max_length:

@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_config(args: argparse.Namespace):
     """The experiment config of a train/config invocation (resume: the saved one as base)."""
     from oemdm_core.runtime.checkpoints import (
-        CHECKPOINT_DIR,
         EXPERIMENT_FILE,
+        LATEST_CHECKPOINT,
         checkpoint_versions,
         load_json,
     )
@@ -51,7 +51,7 @@ def resolve_config(args: argparse.Namespace):
     if getattr(args, "resume", None) and not args.config:
         versions = [v for v in checkpoint_versions(args.resume) if (v / EXPERIMENT_FILE).is_file()]
         if not versions:
-            where = Path(args.resume) / CHECKPOINT_DIR
+            where = Path(args.resume) / LATEST_CHECKPOINT
             raise FileNotFoundError(f"--resume {args.resume}: no checkpoint in {where}")
         base = load_json(versions[0] / EXPERIMENT_FILE)
         base["training"]["stop_after"] = None  # a resumed run goes on to training.steps

@@ -16,7 +16,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from oemdm_core.errors import ConfigError, OeMDMWarning, UnknownComponentError, closest
+from oemdm_core.errors import (
+    ConfigError,
+    OeMDMWarning,
+    UnknownComponentError,
+    closest,
+    renamed_attributes,
+)
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.plugin.strict import NoBoolNumbers
@@ -40,7 +46,7 @@ __all__ = [  # with the dict helpers that lived here before config_dicts (old im
     "apply_override",
     "check_components",
     "config_differences",
-    "describe",
+    "commented_config_yaml",
     "flatten",
     "format_errors",
     "load_config",
@@ -273,10 +279,11 @@ def check_components(cfg: ExperimentConfig, registry: Registry | None = None) ->
         )
 
 
-def describe(
+def commented_config_yaml(
     model: type[BaseModel] = ExperimentConfig, values: dict | None = None, indent: int = 0
 ) -> str:
-    """YAML of `values` (default: the defaults) with each field's description as a comment."""
+    """YAML of `values` (default: the defaults) with each field's description as a comment
+    (what `oemdm config show` prints)."""
     if values is None:
         values = model().model_dump(mode="json")
     pad = "  " * indent
@@ -286,9 +293,12 @@ def describe(
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, Section):
             lines.append(f"{pad}{name}:  # {field.description}")
-            lines.append(describe(sub, value, indent + 1))
+            lines.append(commented_config_yaml(sub, value, indent + 1))
         else:
             dumped = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
             dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
             lines.append(f"{pad}{name}: {dumped}  # {field.description}")
     return "\n".join(lines)
+
+
+__getattr__ = renamed_attributes(__name__, {"describe": "commented_config_yaml"}, globals())

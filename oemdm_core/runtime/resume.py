@@ -13,8 +13,8 @@ from torch import nn
 
 from oemdm_core.errors import CheckpointError, ConfigError, OeMDMWarning
 from oemdm_core.runtime.checkpoints import (
-    CHECKPOINT_DIR,
     EXPERIMENT_FILE,
+    LATEST_CHECKPOINT,
     checkpoint_versions,
     load_json,
     load_tokenizer_record,
@@ -32,15 +32,15 @@ def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict,
     `run_dir`; older versions are tried when the newest is unreadable (with a warning)."""
     versions = checkpoint_versions(run_dir)
     if not versions:
-        hidden = sorted(p.name for p in run_dir.glob(f".{CHECKPOINT_DIR}.*") if p.is_dir())
+        hidden = sorted(p.name for p in run_dir.glob(f".{LATEST_CHECKPOINT}.*") if p.is_dir())
         hint = (
             f" ({', '.join(hidden)} left by a crash of an older oemdm during a checkpoint "
-            f"swap; rename it to {CHECKPOINT_DIR} to resume from it)"
+            f"swap; rename it to {LATEST_CHECKPOINT} to resume from it)"
             if hidden
             else "; the run stopped before its first checkpoint: start over with --overwrite"
         )
         raise FileNotFoundError(
-            f"--resume {run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}{hint}"
+            f"--resume {run_dir}: no checkpoint in {run_dir / LATEST_CHECKPOINT}{hint}"
         )
     problems = []
     for ckpt in versions:
