@@ -107,27 +107,20 @@ print("ok", len(names))
 """
 
 
+def python(*args: str) -> subprocess.CompletedProcess:
+    """`python *args` in the repository root."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("mode", ["file", "module"])
 def test_every_script_runs_as_a_file_and_as_a_module(mode):
-    proc = subprocess.run(
-        [sys.executable, "-c", LOOP, mode, *MODULES],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = python("-c", LOOP, mode, *MODULES)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith(f"ok {len(MODULES)}")
     assert len(SCRIPTS) == 12 and len(MODULES) == 17
 
 
 def test_a_script_runs_as_python_dash_m_for_real():
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.lookup_chain_task", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = python("-m", "benchmarks.lookup_chain_task", "--help")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--seeds" in proc.stdout and "--threads" in proc.stdout

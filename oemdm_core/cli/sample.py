@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from oemdm_core.cli.args import positive_int
+from oemdm_core.cli.args import add_sampler_arguments, positive_int
 from oemdm_core.cli.eval import add_reverse_scheduler_argument
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -34,15 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="Samples drawn at once (memory grows with it, not with -n).",
     )
-    parser.add_argument("--sampler", help="Sampler registry name (default: the config's).")
-    parser.add_argument(
-        "--sampler-set",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Sampler option, e.g. --sampler-set steps=256 (repeatable; as in `oemdm eval`).",
-    )
+    add_sampler_arguments(parser)
     # the old spelling, which `train` and `config show` use for dotted config overrides
     parser.add_argument(
         "--set", dest="old_options", action="append", default=[], help=argparse.SUPPRESS
@@ -125,7 +117,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     sampler = sampler_from_flags(
         args.sampler,
         cfg.sampling.sampler,
-        args.old_options + args.options,
+        args.old_options + args.sampler_options,
         "--sampler-set",
         registry,
     )
