@@ -155,6 +155,17 @@ def test_testing_guide_snippet_runs(snippet_output):
 CITED_PATH = re.compile(r"\b(oemdm_[a-z]+(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
+def fields_of(cls: type) -> set[str]:
+    """The field names of a dataclass or a pydantic model (not class attributes)."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    return set(cls.model_fields) if issubclass(cls, BaseModel) else set()
+
+
 def resolve_cited(dotted: str) -> str | None:
     """None when `dotted` names a module under its own name, or an attribute of one, as
     Python's attribute access finds it (`oemdm_core.registry` is the registry instance)
@@ -174,6 +185,8 @@ def resolve_cited(dotted: str) -> str | None:
         except DeprecationWarning as exc:
             return str(exc)
         except AttributeError:
+            if isinstance(obj, type) and part in fields_of(obj):  # no class attribute
+                return None if name == dotted else f"{name} is a field; nothing below it"
             if not isinstance(obj, ModuleType):
                 return f"{name}: no such attribute"
             try:
@@ -203,3 +216,31 @@ def test_cited_module_paths_import(path):
     cited = sorted({m.rstrip(".") for m in CITED_PATH.findall(path.read_text())})
     wrong = {d: why for d in set(cited) - GONE if (why := resolve_cited(d)) is not None}
     assert not wrong, f"{path.name} cites paths that are not true now: {wrong}"
+
+
+def glossary() -> dict[str, str]:
+    """term -> its line, from the `## Glossary` section of docs/concepts.md."""
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    section = text.split("\n## Glossary\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^- \*\*(.+?)\*\* — (.+)$", section, re.M))
+
+
+def test_the_glossary_has_the_core_terms_once_each():
+    terms = glossary()
+    needed = ["order", "exponent w", "base schedule", "position schedule", "estimator"]
+    needed += ["sampler", "scorer", "kit", "run dir", "checkpoint", "latest checkpoint"]
+    assert set(needed) <= set(terms), set(needed) - set(terms)
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    assert len(re.findall(r"^- \*\*", text.split("\n## Glossary\n", 1)[1], re.M)) == len(terms)
+
+
+@pytest.mark.parametrize("term", sorted(glossary()))
+def test_every_glossary_term_names_code_that_resolves(term):
+    line = glossary()[term]
+    cited = [m.rstrip(".") for m in CITED_PATH.findall(line)]
+    files = re.findall(r"`((?:[a-z_]+/)+[a-z_]*\.py)`", line)
+    assert cited or files, f"glossary term {term!r} names no code"
+    for dotted in cited:
+        assert resolve_cited(dotted) is None, f"{term}: {dotted}: {resolve_cited(dotted)}"
+    for file in files:  # relative to oemdm_core/, or to the repository root
+        assert (ROOT / "oemdm_core" / file).is_file() or (ROOT / file).is_file(), (term, file)
