@@ -98,7 +98,10 @@ def anchors(path: Path) -> set[str]:
     return {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
 
 
-@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+REPORTS = sorted((ROOT / "docs" / "reports").glob("*.md"))
+
+
+@pytest.mark.parametrize("path", MARKDOWN + REPORTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(path):
     text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # not links inside code
     links = LINK.findall(text)
