@@ -16,13 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from oemdm_core.errors import (
-    ConfigError,
-    OeMDMWarning,
-    UnknownComponentError,
-    closest,
-    renamed_attributes,
-)
+from oemdm_core.errors import ConfigError, OeMDMWarning, UnknownComponentError, closest
+from oemdm_core.errors import renamed_attributes as renamed
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.plugin.strict import NoBoolNumbers
@@ -282,8 +277,7 @@ def check_components(cfg: ExperimentConfig, registry: Registry | None = None) ->
 def commented_config_yaml(
     model: type[BaseModel] = ExperimentConfig, values: dict | None = None, indent: int = 0
 ) -> str:
-    """YAML of `values` (default: the defaults) with each field's description as a comment
-    (what `oemdm config show` prints)."""
+    """YAML of `values` (default: the defaults) with each field's description as a comment."""
     if values is None:
         values = model().model_dump(mode="json")
     pad = "  " * indent
@@ -301,4 +295,4 @@ def commented_config_yaml(
     return "\n".join(lines)
 
 
-__getattr__ = renamed_attributes(__name__, {"describe": "commented_config_yaml"}, globals())
+__getattr__ = renamed(__name__, {"describe": "commented_config_yaml"}, globals())
