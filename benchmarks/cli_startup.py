@@ -11,12 +11,12 @@ in the commands that need it).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
+
+import harness
 
 COMMANDS = {
     "import torch": [sys.executable, "-c", "import torch"],
@@ -33,30 +33,29 @@ def wall_time(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", metavar="FILE", help="Also write the medians as JSON.")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.new_parser(__doc__)
+    parser.add_argument("--repeats", type=harness.positive_int, default=5)
+    harness.add_json(parser)
+    args = harness.parse(parser, argv)
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for argv in COMMANDS.values():  # warm the file cache once
-        wall_time(argv)
+    for command in COMMANDS.values():  # warm the file cache once
+        wall_time(command)
     for _ in range(args.repeats):
-        for name, argv in COMMANDS.items():
-            times[name].append(wall_time(argv))
+        for name, command in COMMANDS.items():
+            times[name].append(wall_time(command))
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     base = medians["import torch"]
-    print(f"{'command':<22} {'median s':>9} {'÷ import torch':>15}")
-    for name, median in medians.items():
-        print(f"{name:<22} {median:>9.3f} {median / base:>15.2f}")
+    print(harness.run_header(__file__, argv))
+    rows = [[name, f"{median:.3f}", f"{median / base:.2f}"] for name, median in medians.items()]
+    print(harness.table(["command", "median s", "÷ import torch"], rows))
     ok = all(medians[n] < TARGET_RATIO * base for n in ("oemdm --help", "oemdm config show"))
     print(
-        f"target (< {TARGET_RATIO} × import torch for --help and config show): "
+        f"\ntarget (< {TARGET_RATIO} × import torch for --help and config show): "
         + ("met" if ok else "NOT met")
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"repeats": args.repeats, "median_s": medians}, f, indent=2)
+        harness.write_results(args.json, {"repeats": args.repeats, "median_s": medians})
     return 0 if ok else 1
 
 

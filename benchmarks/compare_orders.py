@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
@@ -36,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # noqa: E402
 from compare_orders_eval import MC_METHOD  # noqa: E402
 from compare_orders_models import (  # noqa: E402
     PROFILES,
@@ -55,7 +55,6 @@ from compare_orders_models import (  # noqa: E402
 from compare_orders_report import (  # noqa: E402
     Column,
     aggregate,
-    generative_perplexity,
     markdown_table,
     plot_learning_curves,
     plot_orders,
@@ -68,6 +67,8 @@ from compare_orders_text import (  # noqa: E402
     plot_text_order,
     text_rows,
 )
+
+from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = Path("../shared/data/austen.txt.xz")  # relative to the repository root
@@ -327,7 +328,8 @@ def score_samples(results: Sequence[JobResult]) -> list[dict]:
         row = asdict(r)
         tokens = torch.tensor(r.sample_tokens)
         judge = judge_models.get(r.seed)
-        row["gen_ppl"] = generative_perplexity(judge, tokens) if judge is not None else None
+        gen = generative_perplexity(tokens, judge) if judge is not None else None
+        row["gen_ppl"] = gen.perplexity if gen is not None else None
         row["sample_unigram_bits"] = unigram_entropy(tokens)
         row["perplexity"] = 2.0 ** (r.test_bpt_mc if r.test_bpt_mc is not None else r.test_bpt)
         row["wall_min"] = r.wall_s / 60
@@ -471,24 +473,16 @@ def write_report(
     return out / "results.md"
 
 
-def machine(workers: int) -> str:
-    threads = 1 if workers > 1 else torch.get_num_threads()
-    return (
-        f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {workers} worker "
-        f"process(es) × {threads} torch thread(s), torch {torch.__version__}"
-    )
-
-
 # -- command line --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = harness.new_parser(__doc__)
     p.add_argument("--corpus", help=f"UTF-8 text file (default {DEFAULT_CORPUS} from the repo)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="default")
     p.add_argument(
         "--quick", action="store_true", help="same as --profile quick (about a minute on 2 cores)"
     )
-    p.add_argument("--out", help="output directory (default runs/compare_orders-<profile>)")
-    p.add_argument("--seeds", help="comma-separated seeds (profile default: 0,1)")
+    harness.add_out(p, "output directory (default runs/compare_orders-<profile>)")
+    harness.add_seeds(p)
     p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
     p.add_argument("--batch-size", type=int, help="sequences per step")
     p.add_argument(
@@ -508,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="models trained at once, in separate processes with one thread each "
         "(default auto: one per CPU core up to 4 on the CPU, 1 on a GPU)",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
+    harness.add_threads(p)  # of a single worker
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -521,11 +515,10 @@ def configure(args: argparse.Namespace) -> tuple[Profile, dict[str, ModelSpec], 
     tokenizer = profile.tokenizer
     if args.tokenizer:
         tokenizer = {**tokenizer, "path": args.tokenizer}
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     profile = with_overrides(
         profile,
         backbone=backbone,
-        seeds=seeds,
+        seeds=args.seeds,
         steps=args.steps,
         batch_size=args.batch_size,
         length=args.length,
@@ -555,9 +548,7 @@ def parse_workers(value: str, device: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = harness.parse(build_parser(), argv)
     profile, specs, settings = configure(args)
     corpus = None
     if profile.dataset is None:
@@ -597,9 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections = text_sections(measured, out, rows, specs, settings)
     header = (
         f"## compare_orders: profile `{profile.name}`\n\n"
-        f"Command: `python benchmarks/compare_orders.py {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine(workers)}  \nDate: {started:%Y-%m-%d %H:%M} UTC  \n"
-        f"Data: {corpus or profile.dataset}, L = {profile.length}, batch {profile.batch_size}, "
+        + harness.run_header(__file__, argv, harness.machine(workers), started)
+        + f"Data: {corpus or profile.dataset}, L = {profile.length}, batch {profile.batch_size}, "
         f"backbone {profile.backbone}, seeds {list(profile.seeds)}, steps {profile.steps}  \n"
         + ("" if complete else "**Incomplete: stopped by --max-models; rerun to continue.**  \n")
     )

@@ -22,7 +22,7 @@ from compare_orders_eval import monte_carlo_metrics
 from compare_orders_report import order_exponents, unigram_entropy
 
 from oemdm_core import OeMDM, registry
-from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, EXPERIMENT_FILE, TOKENIZER_FILE
+from oemdm_core.runtime.checkpoint.store import EXPERIMENT_FILE, LATEST_CHECKPOINT, TOKENIZER_FILE
 from oemdm_core.runtime.data_cache import build_data, eval_batches
 from oemdm_core.runtime.evaluation.likelihood import evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components, parse_config
@@ -362,7 +362,7 @@ def read_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 def load_trained(run_dir: Path) -> OeMDM:
     """The EMA weights of the finished run in `run_dir`."""
-    model = OeMDM.from_pretrained(run_dir / CHECKPOINT_DIR / MODEL_DIR)
+    model = OeMDM.from_pretrained(run_dir / LATEST_CHECKPOINT / MODEL_DIR)
     return model.eval()
 
 
@@ -380,7 +380,7 @@ def run_job(
     """Train (or resume), evaluate and sample one model; writes and returns its result."""
     run_dir = out / "runs" / setting / spec.key / f"seed{seed}"
     cfg = experiment_config(profile, spec, steps, seed, run_dir, corpus, out / "cache", progress)
-    resumed = (run_dir / CHECKPOINT_DIR / EXPERIMENT_FILE).is_file()
+    resumed = (run_dir / LATEST_CHECKPOINT / EXPERIMENT_FILE).is_file()
     if not resumed and run_dir.exists():
         shutil.rmtree(run_dir)  # a start that wrote no checkpoint: begin again cleanly
     t0 = time.perf_counter()
@@ -436,7 +436,7 @@ def run_job(
 
 def test_batches(cfg: ExperimentConfig, run_dir: Path, profile: Profile):
     """(data, the evaluated test batches `[≤32, L]`) of a run, with its saved tokenizer."""
-    record = json.loads((run_dir / CHECKPOINT_DIR / TOKENIZER_FILE).read_text())
+    record = json.loads((run_dir / LATEST_CHECKPOINT / TOKENIZER_FILE).read_text())
     data = build_data(cfg, registry, record, splits=("evaluation",))
     return data, eval_batches(data.evaluation, cfg.evaluation.batch_size, profile.eval_sequences)
 

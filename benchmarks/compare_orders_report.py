@@ -18,22 +18,6 @@ from oemdm_core import OeMDM
 
 
 # -- sample metrics ----------------------------------------------------------------------
-@torch.no_grad()
-def generative_perplexity(judge: OeMDM, tokens: Tensor, batch_size: int = 16) -> float:
-    """exp(mean −log p_judge(x) / L) of samples `tokens: [N, L]` under an AR `judge`.
-
-    The judge's NELBO is its exact negative log-likelihood (AR order, teacher forcing), so this
-    is the per-token perplexity the AR model assigns to the samples (lower = more fluent to it).
-    """
-    judge.eval()
-    nats = []
-    for i in range(0, tokens.shape[0], batch_size):
-        x = tokens[i : i + batch_size].to(judge.device)
-        g = torch.Generator(device=judge.device).manual_seed(0)
-        nats.append(judge.nelbo(x, generator=g).total.double().cpu())
-    return math.exp(float(torch.cat(nats).mean()) / tokens.shape[1])
-
-
 def unigram_entropy(tokens: Tensor) -> float:
     """Entropy in bits of the token frequencies of `tokens: [...]` (all positions pooled)."""
     counts = torch.bincount(tokens.reshape(-1).long()).double()

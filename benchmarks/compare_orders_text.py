@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from compare_orders_report import (
     average_rank,
-    generative_perplexity,
     order_exponents,
     save_figure,
     unigram_entropy,
@@ -33,6 +32,7 @@ from torch import Tensor
 from oemdm_core import OeMDM, registry
 from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
 from oemdm_core.runtime.evaluation.likelihood import evaluate
+from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
 from oemdm_core.runtime.evaluation.zero_shot import prepare, zero_shot
 
 CLASSES = ("space", "punctuation", "frequent", "rare")
@@ -94,7 +94,7 @@ def generation_quality(
     sample = sampler.sample(model, num_samples, generator=g)
     tokens = sample.tokens.cpu()
     return {
-        "gen_ppl": generative_perplexity(judge, tokens),
+        "gen_ppl": generative_perplexity(tokens, judge).perplexity,
         "nfe": float(sample.nfe),
         "unigram_bits": unigram_entropy(tokens),
     }
@@ -226,7 +226,7 @@ def measure_text(results, profile, specs, out: Path, corpus: Path | None, judges
     whose model scores that seed's samples."""
     from compare_orders_models import experiment_config, load_trained, test_batches
 
-    from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, TOKENIZER_FILE
+    from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, TOKENIZER_FILE
     from oemdm_core.runtime.data_cache import build_data
 
     repo = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ def measure_text(results, profile, specs, out: Path, corpus: Path | None, judges
         )
         data, batches = test_batches(cfg, run_dir, profile)
         model = load_trained(run_dir)
-        record = json.loads((run_dir / CHECKPOINT_DIR / TOKENIZER_FILE).read_text())
+        record = json.loads((run_dir / LATEST_CHECKPOINT / TOKENIZER_FILE).read_text())
         train = build_data(cfg, registry, record, splits=("train",)).train
         classes = token_classes(data.tokenizer, train.tokens, model.vocab_size)
         analysis = order_by_class(model, batches, classes)

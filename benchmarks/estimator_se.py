@@ -11,8 +11,7 @@ structured. Teacher forcing is deterministic (SE 0).
 
 from __future__ import annotations
 
-import argparse
-
+import harness
 import torch
 
 from oemdm_core import OeMDM
@@ -33,14 +32,14 @@ def single_draw_se(
     return float(totals.std(0).mean()), float(totals.mean())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = harness.new_parser(__doc__)
     parser.add_argument("--length", type=int, default=16)
     parser.add_argument("--vocab", type=int, default=8)
     parser.add_argument("--block-size", type=int, default=4)
     parser.add_argument("--draws", type=int, default=256)
     parser.add_argument("--sequences", type=int, default=16)
-    args = parser.parse_args()
+    args = harness.parse(parser, argv)
     torch.manual_seed(0)
     x = torch.randint(0, args.vocab, (args.sequences, args.length))
     cases = [
@@ -52,11 +51,12 @@ def main() -> None:
             "block-vectorized",
         ),
     ]
+    print(harness.run_header(__file__, argv))
     print(
         f"L={args.length} V={args.vocab}, {args.sequences} sequences x {args.draws} draws, "
-        "untrained tiny transformer (seed 0)"
+        "untrained tiny transformer (seed 0)\n"
     )
-    print(f"{'order':<10} {'estimator':<17} {'SE/draw (nats)':>14} {'mean (nats)':>12}  ratio")
+    print(harness.table_head(["order", "estimator", "SE/draw (nats)", "mean (nats)", "ratio"]))
     for label, order, backbone, structured in cases:
         torch.manual_seed(0)
         model = OeMDM.from_config(
@@ -70,8 +70,8 @@ def main() -> None:
         se_g, mean_g = single_draw_se(model, "generic", x, args.draws)
         se_s, mean_s = single_draw_se(model, structured, x, args.draws)
         ratio = f"{se_g / se_s:.1f}x" if se_s > 0 else "inf (structured is exact)"
-        print(f"{label:<10} {'generic':<17} {se_g:>14.3f} {mean_g:>12.3f}")
-        print(f"{label:<10} {structured:<17} {se_s:>14.3f} {mean_s:>12.3f}  {ratio}")
+        print(harness.table_row([label, "generic", f"{se_g:.3f}", f"{mean_g:.3f}", ""]))
+        print(harness.table_row([label, structured, f"{se_s:.3f}", f"{mean_s:.3f}", ratio]))
 
 
 if __name__ == "__main__":

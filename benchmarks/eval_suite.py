@@ -22,13 +22,12 @@ Writes `<out>/results.json` and prints Markdown tables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+import harness
 
 from oemdm_core.testing.tiny_gpt2 import write_tiny_gpt2
 
@@ -77,14 +76,14 @@ def tiny_gpt2(out: Path, tokenizer_text: str) -> Path | None:
         return None
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    p = harness.new_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="fewer steps, sequences and samples")
     p.add_argument("--steps", type=int, help="training steps per model (default 600; quick 150)")
-    p.add_argument("--out", help="output directory (default: a temporary directory)")
+    harness.add_out(p, "output directory (default: a temporary directory)")
     p.add_argument("--reuse", action="store_true", help="reuse the checkpoints already in --out")
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    harness.add_threads(p, default=1)
+    args = harness.parse(p, argv)
     steps = args.steps or (150 if args.quick else 600)
     num_seq = 16 if args.quick else 64
     num_samples = 8 if args.quick else 32
@@ -172,7 +171,8 @@ def main() -> None:
     if args.reuse and previous.is_file():  # keep the training times of the reused runs
         timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
     results["timings_s"] = timings
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    harness.write_results(out / "results.json", results)
+    print(harness.run_header(__file__, argv))
     print_tables(results, num_seq, num_samples)
     print(f"\nresults: {out / 'results.json'}")
 
@@ -185,31 +185,40 @@ def _read(path: Path) -> str:
 
 def print_tables(results: dict, num_seq: int, num_samples: int) -> None:
     print(f"\nZero-shot bits/char (test splits, first {num_seq} sequences of L = 64; ± SE):\n")
-    print("| model | " + " | ".join(CORPORA) + " | unrepresentable chars (kjv / shakespeare) |")
-    print("|---|" + "---|" * (len(CORPORA) + 1))
-    for name, rows in results["zero_shot"].items():
-        cells = [f"{rows[c]['bits_per_char']:.3f} ± {rows[c]['stderr_bits']:.3f}" for c in CORPORA]
-        unk = f"{rows['kjv']['unrepresentable']} / {rows['shakespeare']['unrepresentable']}"
-        print(f"| {name} | " + " | ".join(cells) + f" | {unk} |")
+    rows = []
+    for name, by_corpus in results["zero_shot"].items():
+        cells = [
+            f"{by_corpus[c]['bits_per_char']:.3f} ± {by_corpus[c]['stderr_bits']:.3f}"
+            for c in CORPORA
+        ]
+        unk = (
+            f"{by_corpus['kjv']['unrepresentable']} / {by_corpus['shakespeare']['unrepresentable']}"
+        )
+        rows.append([name, *cells, unk])
+    columns = ["model", *CORPORA, "unrepresentable chars (kjv / shakespeare)"]
+    print(harness.table(columns, rows))
     print("\nExact-order likelihood vs NELBO (Austen test, bits/char):\n")
-    print("| model | NELBO (deterministic) | exact, confidence order | exact, velocity order |")
-    print("|---|---|---|---|")
-    for name, e in results["exact_order"].items():
-        print(
-            f"| {name} | {e['nelbo']:.3f} ± {e['nelbo_se']:.3f} | {e['confidence']:.3f} ± "
-            f"{e['confidence_se']:.3f} | {e['velocity']:.3f} ± {e['velocity_se']:.3f} |"
-        )
-    rows = results["gen_ppl"]
-    judges = [k for k in rows[0] if k.startswith("gen_ppl[")]
+    rows = [
+        [name, *(f"{e[k]:.3f} ± {e[f'{k}_se']:.3f}" for k in ("nelbo", "confidence", "velocity"))]
+        for name, e in results["exact_order"].items()
+    ]
+    columns = ["model", "NELBO (deterministic)", "exact, confidence order", "exact, velocity order"]
+    print(harness.table(columns, rows))
+    gen = results["gen_ppl"]
+    judges = [k for k in gen[0] if k.startswith("gen_ppl[")]
     print(f"\nGen-PPL ({num_samples} samples of L = 64) and unigram entropy vs steps T:\n")
-    print("| model | sampler | T | NFE | " + " | ".join(judges) + " | entropy (bits) |")
-    print("|---|---|---|---|" + "---|" * (len(judges) + 1))
-    for r in rows:
-        cells = " | ".join(f"{r[j]:.2f}" for j in judges)
-        print(
-            f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['nfe']:.0f} | {cells} | "
-            f"{r['entropy_bits']:.3f} |"
-        )
+    rows = [
+        [
+            r["model"],
+            r["sampler"],
+            r["steps"],
+            f"{r['nfe']:.0f}",
+            *(f"{r[j]:.2f}" for j in judges),
+            f"{r['entropy_bits']:.3f}",
+        ]
+        for r in gen
+    ]
+    print(harness.table(["model", "sampler", "T", "NFE", *judges, "entropy (bits)"], rows))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 
+import harness
 import torch
 
 from oemdm_core import OeMDM
@@ -102,7 +103,7 @@ def measure(config: str, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.new_parser(__doc__)
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=128)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per configuration.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = harness.parse(parser, argv)
 
     if args.worker:  # one configuration in this process; JSON on stdout
         print(json.dumps(measure(args.worker, args)))
@@ -132,22 +133,26 @@ def main(argv: list[str] | None = None) -> int:
 
     base = results[0]
     memory = "peak CUDA MiB" if args.device != "cpu" else "peak RSS growth MiB"
+    print(harness.run_header(__file__, argv, harness.machine(device=args.device)))
     print(
         f"preset={args.preset} batch={args.batch} length={args.length} "
-        f"V={args.vocab_size} device={args.device} torch={torch.__version__} "
-        f"threads={torch.get_num_threads()}"
+        f"V={args.vocab_size} device={args.device}\n"
     )
-    print(
-        f"| order | step wall (s) | × mdm | step CPU (s) | × mdm | {memory} "
-        "| backbone calls | backbone passes |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['config']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f} "
-            f"| {r['cpu_s']:.3f} | {r['cpu_s'] / base['cpu_s']:.2f} "
-            f"| {r['peak_mib']:.0f} | {r['calls']:.0f} | {r['passes']:.0f} |"
-        )
+    columns = ["order", "step wall (s)", "× mdm", "step CPU (s)", "× mdm", memory]
+    rows = [
+        [
+            r["config"],
+            f"{r['step_s']:.3f}",
+            f"{r['step_s'] / base['step_s']:.2f}",
+            f"{r['cpu_s']:.3f}",
+            f"{r['cpu_s'] / base['cpu_s']:.2f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['calls']:.0f}",
+            f"{r['passes']:.0f}",
+        ]
+        for r in results
+    ]
+    print(harness.table([*columns, "backbone calls", "backbone passes"], rows))
     return 0
 
 

@@ -36,31 +36,28 @@ reverted, linear schedulers, uniform t: the code before issue 11).
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import harness
 import numpy as np
 import torch
-
-from oemdm_core import registry
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from compare_orders import (  # noqa: E402
+from compare_orders import (
     score_samples,
     write_report,
 )
-from compare_orders_eval import importance_sampled  # noqa: E402
-from compare_orders_models import (  # noqa: E402
+from compare_orders_eval import importance_sampled
+from compare_orders_models import (
     ModelSpec,
     Profile,
     experiment_config,
     load_trained,
     test_batches,
 )
-from compare_orders_report import Column, order_correlation  # noqa: E402
-from order_task import mean_rank_plots, run_task, task_header, task_parser  # noqa: E402
+from compare_orders_report import Column, order_correlation
+from order_task import mean_rank_plots, run_task, task_header, task_parser
+
+from oemdm_core import registry
 
 PAIRS = 16  # L = 2·PAIRS
 SYMBOLS = 8
@@ -242,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ",".join(model_specs()),
         "steps,matched",
     )
-    args = p.parse_args(argv)
+    args = harness.parse(p, argv)
     specs = select(model_specs(), args.models)
     quick = {"name": "lookup-chain-quick", "steps": 60, "seeds": (0,)}
     run = run_task(

@@ -19,23 +19,19 @@ issue's "soft left-to-right inside LoMDM's family", outside NormSig's centred ra
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 import torch
+from compare_orders_report import order_correlation
 from oemdm_lomdm import PowerSchedule
 from torch import Tensor
 
 from oemdm_core import OeMDM, Order
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from compare_orders_report import order_correlation  # noqa: E402
 
 LENGTH, SYMBOLS = 32, 8
 VOCAB = 2 * SYMBOLS
@@ -345,7 +341,7 @@ def coadapt(args) -> list[dict]:
     for task in args.tasks.split(","):
         test = task_data(task, args.sequences, seed=999)
         for name in args.variants.split(","):
-            for seed in (int(s) for s in args.seeds.split(",")):
+            for seed in args.seeds:
                 start = time.time()
                 model, trajectory = train(
                     VARIANTS[name], task, seed, args.steps, args.lr, args.batch
@@ -457,11 +453,8 @@ def report(args) -> list[dict]:
     for r in rows:
         if "variant" in r:
             groups.setdefault((r["task"], r["variant"], r["steps"]), []).append(r)
-    print(
-        "| task | variant | steps | seeds | NELBO bits/token (per seed) | mean ± SE | "
-        "w: odd / even positions | sampled order corr. |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    columns = ["task", "variant", "steps", "seeds", "NELBO bits/token (per seed)", "mean ± SE"]
+    print(harness.table_head([*columns, "w: odd / even positions", "sampled order corr."]))
     for (task, variant, steps), rs in groups.items():
         values = torch.tensor([r["nelbo"] for r in rs], dtype=torch.float64)
         se = float(values.std() / len(values) ** 0.5) if len(values) > 1 else float("nan")
@@ -472,15 +465,13 @@ def report(args) -> list[dict]:
             f"{v:.3f} ± {r['nelbo_se']:.3f}" for v, r in zip(values.tolist(), rs, strict=True)
         )
         corr = " ; ".join(f"{r['sampled_corr']:+.2f}" for r in rs)
-        print(
-            f"| {task} | {variant} | {steps} | {len(rs)} | {per_seed} | "
-            f"{float(values.mean()):.3f} ± {se:.3f} | {wy} | {corr} |"
-        )
+        mean = f"{float(values.mean()):.3f} ± {se:.3f}"
+        print(harness.table_row([task, variant, steps, len(rs), per_seed, mean, wy, corr]))
     return rows
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = harness.new_parser(__doc__)
     p.add_argument("what", choices=["ceiling", "oracle-train", "coadapt", "probe", "report"])
     p.add_argument(
         "--equal-reveal",
@@ -499,14 +490,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", default="0,1")
+    harness.add_seeds(p, "0,1")
     p.add_argument("--variants", default="mdm,pos-flat")
     p.add_argument("--tasks", default="lookup_chain")
     p.add_argument("--probe-every", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    harness.add_threads(p, default=1)
+    harness.add_out(p, "write the rows as JSON here")
+    args = harness.parse(p, argv)
     commands = {
         "ceiling": ceiling,
         "oracle-train": oracle_train,
@@ -516,8 +506,7 @@ def main(argv=None) -> int:
     }
     rows = commands[args.what](args)
     if args.out is not None and args.what != "report":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=1))
+        harness.write_results(args.out, rows)
     return 0
 
 

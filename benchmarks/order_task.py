@@ -6,31 +6,30 @@ and task metrics."""
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import harness
 import torch
-from compare_orders import check_manifest, machine, parse_settings, parse_workers, run_all
+from compare_orders import check_manifest, parse_settings, parse_workers, run_all
 from compare_orders_models import ModelSpec, Profile, with_overrides
 from compare_orders_report import plot_mean_rank
 
 
 def task_parser(description: str, out: str, quick_help: str, models_help: str, settings: str):
     """The options every order task takes (`--quick`, `--seeds`, `--models`, …)."""
-    p = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = harness.new_parser(description)
     p.add_argument("--quick", action="store_true", help=quick_help)
-    p.add_argument("--out", help=f"output directory (default runs/{out}[-quick])")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
+    harness.add_out(p, f"output directory (default runs/{out}[-quick])")
+    harness.add_seeds(p)
     p.add_argument("--steps", type=int, help="optimizer steps of the 'steps' setting")
     p.add_argument("--models", help=f"comma-separated subset of {models_help}")
     p.add_argument("--settings", default=settings, help="steps,matched or one")
     p.add_argument("--max-models", type=int, help="train at most this many models, then stop")
     p.add_argument("--workers", default="auto", help="models trained at once (see compare_orders)")
-    p.add_argument("--threads", type=int, help="torch CPU threads of a single worker")
+    harness.add_threads(p)  # of a single worker
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -59,17 +58,15 @@ def run_task(
 ) -> TaskRun:
     """Train every selected model of the task: `profile` with `quick` overrides under
     `--quick`, then `--steps` / `--seeds`; the corpus written by `write_corpus(out dir)`."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         profile = with_overrides(profile, **quick)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    profile = with_overrides(profile, steps=args.steps, seeds=seeds)
+    profile = with_overrides(profile, steps=args.steps, seeds=args.seeds)
     settings = parse_settings(args.settings)
     directory = Path(args.out or f"runs/{out}{'-quick' if args.quick else ''}")
     corpus = write_corpus(directory)
+    profile_record = json.loads(json.dumps(asdict(profile)))  # as compare_orders records it
     check_manifest(
-        directory, {"profile": repr(profile), "models": list(specs), "settings": settings}
+        directory, {"profile": profile_record, "models": list(specs), "settings": settings}
     )
     workers = parse_workers(args.workers, profile.device)
     results, complete = run_all(
@@ -90,8 +87,8 @@ def task_header(title: str, script: str, argv: Sequence[str] | None, run: TaskRu
     p = run.profile
     return (
         f"## {title}\n\n"
-        f"Command: `python benchmarks/{script} {' '.join(argv or sys.argv[1:])}`  \n"
-        f"Machine: {machine(run.workers)}  \nEntropy: {entropy}. Backbone {p.backbone}, batch "
+        + harness.run_header(script, argv, harness.machine(run.workers))
+        + f"Entropy: {entropy}. Backbone {p.backbone}, batch "
         f"{p.batch_size}, seeds {list(p.seeds)}  \n"
         + (
             ""

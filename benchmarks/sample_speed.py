@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import harness
 import torch
 
 from oemdm_core import OeMDM, registry
@@ -121,20 +122,19 @@ def run_one(name: str, length: int, samples: int, preset: str, device: str) -> d
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.new_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="1 sample; skip the slowest runs")
     parser.add_argument("--full", action="store_true", help="include the slow CPU runs")
     parser.add_argument("--samples", type=int, default=None, help="sequences per run")
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    harness.add_threads(parser, default=1)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), help="subset of configs")
-    parser.add_argument("--json", default=None, help="also write the results here")
+    harness.add_json(parser)
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "L"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = harness.parse(parser, argv)
     samples = args.samples or (1 if args.quick else 2)
     if args.one:
         out = run_one(args.one[0], int(args.one[1]), samples, args.preset, args.device)
@@ -169,25 +169,31 @@ def main() -> int:
                 flush=True,
             )
     print()
+    print(harness.run_header(__file__, argv, harness.machine(device=args.device)))
     print(
         f"preset {args.preset}, vocab {VOCAB}, device {args.device}, {args.threads} thread(s), "
-        f"{samples} sample(s) per run, random weights, torch {torch.__version__}"
+        f"{samples} sample(s) per run, random weights\n"
     )
-    print("| config | L | tokens/s | NFE | steps T | batch-state changes | peak MB |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        steps = "" if r["steps"] is None else r["steps"]
-        print(
-            f"| {r['config']} | {r['L']} | {r['tokens_per_s']:.1f} | {r['nfe']} | {steps} | "
-            f"{r['changes']} | {r['peak_mb']:.1f} |"
-        )
+    columns = ["config", "L", "tokens/s", "NFE", "steps T", "batch-state changes", "peak MB"]
+    rows = [
+        [
+            r["config"],
+            r["L"],
+            f"{r['tokens_per_s']:.1f}",
+            r["nfe"],
+            "" if r["steps"] is None else r["steps"],
+            r["changes"],
+            f"{r['peak_mb']:.1f}",
+        ]
+        for r in results
+    ]
+    print(harness.table(columns, rows))
     if skipped:
         print(f"\nskipped on CPU (pass --full): {', '.join(skipped)}")
     print()
     check_targets(results)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        harness.write_results(args.json, results)
     return 0
 
 

@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 import torch
+from lookup_chain_task import is_valid
 
 from oemdm_core import Order, hookimpl, registry
 from oemdm_core.interfaces import GRIDS
@@ -41,9 +43,6 @@ from oemdm_core.runtime.checkpoint.store import TOKENIZER_FILE, load_json
 from oemdm_core.runtime.data_cache import build_data, eval_batches
 from oemdm_core.runtime.evaluation.likelihood import evaluation_times
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lookup_chain_task import is_valid  # noqa: E402
 
 
 class SoftLeftToRight(Order):
@@ -97,7 +96,7 @@ def train_soft(runs: Path, steps: int) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = harness.new_parser(__doc__)
     p.add_argument("--runs", required=True, help="directory with one run per model")
     p.add_argument("--models", default="mdm,lomdm,genmd4", help="comma-separated run names")
     p.add_argument("--judge", default="ar", help="run name of the AR judge (same data)")
@@ -106,9 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--paths", type=int, default=4, help="L_T: simulated paths per sequence")
     p.add_argument("--continuous-times", type=int, default=32, help="continuous NELBO points")
     p.add_argument("--samples", type=int, default=128, help="samples per (model, T, grid)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    harness.add_threads(p, default=1)
     p.add_argument("--train-soft", type=int, metavar="STEPS", help="train DIR/soft-l2r first")
-    return p.parse_args(argv)
+    return harness.parse(p, argv)
 
 
 def test_batches(run: Path, sequences: int):
@@ -188,23 +187,30 @@ def measure(args, name: str, judge) -> list[dict]:
     return rows
 
 
-HEADER = (
-    "| model | T | grid | L_T (bits/tok) | L_T − NELBO | NELBO (continuous) | gen-PPL (AR judge) "
-    "| valid chains | NFE |\n|---|---|---|---|---|---|---|---|---|"
+HEADER = harness.table_head(
+    ["model", "T", "grid", "L_T (bits/tok)", "L_T − NELBO", "NELBO (continuous)"]
+    + ["gen-PPL (AR judge)", "valid chains", "NFE"]
 )
 
 
 def row_line(r: dict) -> str:
-    return (
-        f"| {r['model']} | {r['T']} | {r['grid']} | {r['L_T']:.3f} ± {r['L_T_se']:.3f} "
-        f"| {r['gap']:+.3f} ± {r['gap_se']:.3f} | {r['nelbo']:.3f} ± {r['nelbo_se']:.3f} "
-        f"| {r['gen_ppl']:.3f} | {r['valid']:.2f} | {r['nfe']:.0f} |"
+    return harness.table_row(
+        [
+            r["model"],
+            r["T"],
+            r["grid"],
+            f"{r['L_T']:.3f} ± {r['L_T_se']:.3f}",
+            f"{r['gap']:+.3f} ± {r['gap_se']:.3f}",
+            f"{r['nelbo']:.3f} ± {r['nelbo_se']:.3f}",
+            f"{r['gen_ppl']:.3f}",
+            f"{r['valid']:.2f}",
+            f"{r['nfe']:.0f}",
+        ]
     )
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     if args.train_soft:
         train_soft(Path(args.runs), args.train_soft)
         return 0
@@ -213,7 +219,8 @@ def main(argv=None) -> int:
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         rows += measure(args, name, judge)
-    print("\n" + HEADER)
+    print("\n" + harness.run_header(__file__, argv))
+    print(HEADER)
     for r in rows:
         print(row_line(r))
     return 0

@@ -15,14 +15,11 @@ and checkpoint buffers have not been allocated yet). Target: < 5 MB per 1000 ste
 
 from __future__ import annotations
 
-import argparse
-import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+import harness
 
 from oemdm_core.runtime.data_cache import build_data
 from oemdm_core.runtime.experiment import load_config
@@ -52,13 +49,13 @@ def slope_per_1000(steps: list[int], values: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.new_parser(__doc__)
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--every", type=int, default=100, help="steps between RSS readings")
     p.add_argument("--eval-every", type=int, default=500, help="evaluation/checkpoint/samples")
     p.add_argument("--run-dir", default=None, help="default: a fresh temporary directory")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    harness.add_threads(p, default=1)
+    args = harness.parse(p, argv)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="oemdm-soak-")) / "run"
     cfg = load_config(
         overrides=[
@@ -89,13 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     fit(cfg, on_step=on_step)
     wall = time.perf_counter() - start
-    print(
-        f"# soak: {args.steps} steps in {wall:.0f} s, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} "
-        f"UTC, torch {torch.__version__}, {platform.machine()}, run in {run_dir}"
-    )
-    print("| step | RSS (MB) | peak RSS so far (MB) |\n|---|---|---|")
-    for step, rss, peak in rows:
-        print(f"| {step} | {rss:.1f} | {peak:.1f} |")
+    print(harness.run_header(__file__, argv))
+    print(f"soak: {args.steps} steps in {wall:.0f} s, run in {run_dir}\n")
+    table = [[step, f"{rss:.1f}", f"{peak:.1f}"] for step, rss, peak in rows]
+    print(harness.table(["step", "RSS (MB)", "peak RSS so far (MB)"], table))
     steady = [(s, r) for s, r, _ in rows if s >= args.eval_every]
     if len(steady) < 2:
         print("too few readings after the first evaluation for a slope")

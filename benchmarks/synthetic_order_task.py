@@ -28,29 +28,26 @@ model generates first (mean generation rank and the learned w per position).
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import harness
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from compare_orders import (  # noqa: E402
+from compare_orders import (
     SETTINGS,
     score_samples,
     write_report,
 )
-from compare_orders_models import Profile, model_specs, select_specs  # noqa: E402
-from compare_orders_report import (  # noqa: E402
+from compare_orders_models import Profile, model_specs, select_specs
+from compare_orders_report import (
     Column,
     _plt,
     average_rank,
     order_correlation,
     save_figure,
 )
-from order_task import mean_rank_plots, run_task, task_header, task_parser  # noqa: E402
+from order_task import mean_rank_plots, run_task, task_header, task_parser
 
 DIGITS = 16  # n; L = 2n
 NUM_SEQUENCES = 20_000  # multiple of 20, so the 90/5/5 split falls on sequence boundaries
@@ -167,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ar,mdm,block16,block4,genmd4,lomdm,lomdm-is",
         ",".join(SETTINGS),
     )
-    args = p.parse_args(argv)
+    args = harness.parse(p, argv)
     specs = select_specs(model_specs((DIGITS, 4)), args.models)
     quick = {"name": "synthetic-quick", "steps": 80, "seeds": (0,)}
     run = run_task(

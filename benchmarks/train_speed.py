@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import platform
 import statistics
@@ -36,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
+import harness
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -340,7 +340,7 @@ def check_targets(results: dict[str, Result], device: torch.device, block_size: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.new_parser(__doc__)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quick", action="store_true", help="few steps, short sequences (CPU)")
     parser.add_argument("--preset", choices=["tiny", "small", "base"], default=None)
@@ -353,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--matmul-size", type=int, default=None, help="n of the n³ rate probe")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads (default 1 on CPU: see --clock)"
-    )
+    harness.add_threads(parser)  # CPU runs: default 1 (see --clock)
     parser.add_argument(
         "--clock",
         choices=["cpu", "wall"],
@@ -364,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         "use with 1 thread) or wall time. GPU runs always use wall time.",
     )
     parser.add_argument("--only", default=None, help="comma-separated substrings of configs")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args(argv)
+    harness.add_json(parser)
+    args = harness.parse(parser, argv)
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -400,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     name = (
         torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     )
+    print(harness.run_header(__file__, argv, harness.machine(device=args.device)))
     print(
-        f"device {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
-        f"matmul {str(rate_dtype).replace('torch.', '')} {matmul_n}³: {rate / 1e12:.3f} TFLOP/s"
+        f"device {name}; matmul {str(rate_dtype).replace('torch.', '')} {matmul_n}³: "
+        f"{rate / 1e12:.3f} TFLOP/s"
     )
     print(
         f"preset {args.preset}, L = {args.length}, batch {args.batch}, V = {args.vocab}, "
@@ -412,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Result] = {}
     memory = "peak mem (MB)" if cuda else "saved activations (MB)"
-    print(f"| config | step (ms) | tokens/s | {memory} | model GFLOP/step | MFU |")
-    print("|---|---:|---:|---:|---:|---:|")
+    columns = ["config", "step (ms)", "tokens/s", memory, "model GFLOP/step", "MFU"]
+    print(harness.table_head(columns, ["", *["right"] * 5]))
     configs = [
         config
         for config in configurations(args.block_size)
@@ -422,27 +421,23 @@ def main(argv: list[str] | None = None) -> int:
     runner = run_gpu if cuda else run_cpu
     for r in runner(args, configs, device, rate):
         results[r.config] = r
-        print(
-            f"| {r.config} | {r.step_ms:.1f} | {r.tokens_per_s:,.0f} | {r.peak_mb:,.1f} | "
-            f"{r.model_gflops_per_step:,.1f} | {r.mfu:.1%} |",
-            flush=True,
-        )
+        cells = [r.config, f"{r.step_ms:.1f}", f"{r.tokens_per_s:,.0f}", f"{r.peak_mb:,.1f}"]
+        cells += [f"{r.model_gflops_per_step:,.1f}", f"{r.mfu:.1%}"]
+        print(harness.table_row(cells), flush=True)
     print()
     for line in check_targets(results, device, args.block_size):
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "device": name,
-                    "matmul_tflops": rate / 1e12,
-                    "matmul_dtype": str(rate_dtype),
-                    "settings": {k: v for k, v in vars(args).items() if k != "json"},
-                    "results": [asdict(r) for r in results.values()],
-                },
-                f,
-                indent=2,
-            )
+        harness.write_results(
+            args.json,
+            {
+                "device": name,
+                "matmul_tflops": rate / 1e12,
+                "matmul_dtype": str(rate_dtype),
+                "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                "results": [asdict(r) for r in results.values()],
+            },
+        )
     return 0 if results and not math.isnan(rate) else 1
 
 

@@ -1,12 +1,15 @@
-"""Errors raised for bad user input.
+"""Errors raised for bad user input, and the warnings oemdm gives.
 
 Every error says what was wrong, the value received and what would be valid. They subclass
 `ValueError` (or `LookupError`) so that callers can catch them with the builtin types.
+A renamed name or flag keeps working until `REMOVED_IN`, with an `OeMDMDeprecationWarning`
+that names its replacement (`warn_renamed`, `renamed_attributes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from difflib import get_close_matches
 from typing import Any
 
@@ -49,6 +52,40 @@ class RunDirError(OeMDMError, ValueError):
 
 class OeMDMWarning(UserWarning):
     """Something accepted but probably not meant (the CLI prints it as one line)."""
+
+
+class OeMDMDeprecationWarning(OeMDMWarning, DeprecationWarning):
+    """An old name or flag that still works until `REMOVED_IN` (the CLI always shows it)."""
+
+
+REMOVED_IN = "0.3"  # the version that removes the deprecated names
+
+
+def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
+    """Warn that `old` is now `new` and goes in `REMOVED_IN`; `stacklevel` 3 points at the
+    caller of the function that calls this one."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in {REMOVED_IN}; use {new}",
+        OeMDMDeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def renamed_attributes(
+    module: str, renamed: dict[str, str], namespace: dict[str, Any]
+) -> Callable[[str], Any]:
+    """A module `__getattr__` (PEP 562) that serves each old name of `renamed` (old -> new)
+    as the object bound to the new name in `namespace` (the module's `globals()`), warning
+    once per access; any other missing name is an `AttributeError` as usual."""
+
+    def __getattr__(name: str) -> Any:
+        new = renamed.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warn_renamed(f"{module}.{name}", f"{module}.{new}")
+        return namespace[new]
+
+    return __getattr__
 
 
 def closest(name: str, choices: list[str]) -> str | None:

@@ -11,7 +11,7 @@ from conftest import tiny_run
 
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, STATE_FILE, find_checkpoint
+from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, STATE_FILE, find_checkpoint
 from oemdm_core.runtime.experiment import load_config
 from oemdm_core.runtime.trainer import fit
 
@@ -29,7 +29,7 @@ def tiny(tmp_path, run: str, *extra: str):
 
 
 def state(run_dir):
-    return torch.load(run_dir / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    return torch.load(run_dir / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
 
 
 def test_resume_gives_identical_weights(tmp_path):
@@ -86,7 +86,7 @@ def test_eval_is_deterministic_and_writes_json(tmp_path, capsys):
     first = json.loads(out.read_text())
     table = capsys.readouterr().out
     assert "bits_per_token" in table and "deterministic" in table
-    assert main(["eval", str(tmp_path / "run" / CHECKPOINT_DIR), "--json", str(out)]) == 0
+    assert main(["eval", str(tmp_path / "run" / LATEST_CHECKPOINT), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["bits_per_token"] == first["bits_per_token"]
     assert first["num_sequences"] == 4 and first["tokens_per_sequence"] == 16
     assert main(["eval", str(tmp_path / "run"), "--length", "64"]) == 2
@@ -95,13 +95,30 @@ def test_eval_is_deterministic_and_writes_json(tmp_path, capsys):
 
 def test_sample_prints_text_and_rejects_long_lengths(tmp_path, capsys):
     fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=2")))
-    argv = ["sample", str(tmp_path / "run"), "-n", "2", "--set", "steps=4", "--prompt", "def"]
+    argv = [
+        "sample",
+        str(tmp_path / "run"),
+        "-n",
+        "2",
+        "--sampler-set",
+        "steps=4",
+        "--prompt",
+        "def",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.count("--- sample") == 2
     assert "--- sample 0 ---\ndef" in out
     assert main(["sample", str(tmp_path / "run"), "--length", "64"]) == 2
     assert "exceeds the model's maximum sequence length 16" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "run"), "--sampler-set", "stepz=4"]) == 2
+    assert "stepz: unknown key" in capsys.readouterr().err
+    # the old spelling still works until 0.3, and says so on stderr
+    assert (
+        main(["sample", str(tmp_path / "run"), "-n", "1", "--no-progress", "--set", "steps=4"]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "oemdm: warning: oemdm sample --set is deprecated and will be removed in 0.3" in err
     assert main(["sample", str(tmp_path / "run"), "--set", "stepz=4"]) == 2
     assert "stepz: unknown key" in capsys.readouterr().err
 
@@ -115,7 +132,7 @@ def test_find_checkpoint_errors(tmp_path):
 
 def test_sample_show_order_prints_the_step_of_each_token(tmp_path, capsys):
     fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=2")))
-    argv = ["sample", str(tmp_path / "run"), "-n", "2", "--no-progress", "--set", "steps=4"]
+    argv = ["sample", str(tmp_path / "run"), "-n", "2", "--no-progress", "--sampler-set", "steps=4"]
     assert main([*argv, "--prompt", "def", "--show-order"]) == 0
     lines = capsys.readouterr().out.splitlines()
     headers = [i for i, line in enumerate(lines) if line.startswith("order: ")]

@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import tiny_run
 
-from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
 
 TOL = 1e-4
@@ -71,8 +71,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert len(losses) == len(single.losses) == 4
     for a, b in zip(single.losses, losses, strict=True):
         assert abs(a - b) < TOL, (single.losses, losses)
-    one = torch.load(tmp_path / "single" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
-    two = torch.load(tmp_path / "ddp" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    one = torch.load(tmp_path / "single" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
+    two = torch.load(tmp_path / "ddp" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
     for key, value in one["model"].items():
         assert torch.allclose(value, two["model"][key], atol=TOL), key
 

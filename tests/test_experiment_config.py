@@ -14,8 +14,8 @@ from oemdm_core.errors import ConfigError
 from oemdm_core.runtime.experiment import (
     ExperimentConfig,
     check_components,
+    commented_config_yaml,
     config_differences,
-    describe,
     load_config,
 )
 
@@ -127,8 +127,8 @@ def test_config_differences_ignore_resumable_keys():
     assert config_differences(a, b.to_dict()) == ["model.order.name", "training.lr"]
 
 
-def test_describe_and_config_show(capsys):
-    text = describe()
+def test_commented_config_yaml_and_config_show(capsys):
+    text = commented_config_yaml()
     assert "steps: 1500  # Optimizer steps" in text
     assert main(["config", "show", "--set", "training.steps=9"]) == 0
     assert "steps: 9  # Optimizer steps" in capsys.readouterr().out

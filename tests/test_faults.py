@@ -19,8 +19,8 @@ import oemdm_core.runtime.trainer as trainer
 from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointWriteError, OeMDMWarning, RunDirError
 from oemdm_core.runtime.checkpoint.store import (
-    CHECKPOINT_DIR,
-    CHECKPOINTS_DIR,
+    CHECKPOINT_VERSIONS_DIR,
+    LATEST_CHECKPOINT,
     STATE_FILE,
     checkpoint_versions,
     find_checkpoint,
@@ -49,7 +49,7 @@ def tiny(tmp_path, run: str, *extra: str):
 
 
 def state(run_dir):
-    return torch.load(run_dir / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    return torch.load(run_dir / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
 
 
 def assert_same_training_state(a, b):
@@ -212,7 +212,7 @@ def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "run"
     deadline = time.time() + 120
-    while not (run / CHECKPOINT_DIR / STATE_FILE).is_file():
+    while not (run / LATEST_CHECKPOINT / STATE_FILE).is_file():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
     time.sleep(0.7)
@@ -268,25 +268,25 @@ def test_a_run_written_before_versioning_resumes(tmp_path):
 
     run = tmp_path / "run"
     fit(load_config(overrides=tiny(tmp_path, "run", "training.stop_after=2")))
-    target = (run / CHECKPOINT_DIR).resolve()
-    (run / CHECKPOINT_DIR).unlink()
-    shutil.copytree(target, run / CHECKPOINT_DIR)
-    shutil.rmtree(run / CHECKPOINTS_DIR)
+    target = (run / LATEST_CHECKPOINT).resolve()
+    (run / LATEST_CHECKPOINT).unlink()
+    shutil.copytree(target, run / LATEST_CHECKPOINT)
+    shutil.rmtree(run / CHECKPOINT_VERSIONS_DIR)
     assert fit(load_config(overrides=tiny(tmp_path, "run")), resume=run).step == STEPS
-    assert (run / CHECKPOINT_DIR).is_symlink() and state(run)["step"] == STEPS
+    assert (run / LATEST_CHECKPOINT).is_symlink() and state(run)["step"] == STEPS
     assert [p.name for p in checkpoint_versions(run)][0].startswith(f"step-{STEPS:08d}")
 
 
 def test_keeps_the_last_n_checkpoints(tmp_path):
     fit(load_config(overrides=tiny(tmp_path, "run", "training.checkpoint_every=1")))
-    names = sorted(p.name for p in (tmp_path / "run" / CHECKPOINTS_DIR).iterdir())
+    names = sorted(p.name for p in (tmp_path / "run" / CHECKPOINT_VERSIONS_DIR).iterdir())
     # the final checkpoint (with the final eval) supersedes the periodic one at the same step
     assert names == [f"step-{STEPS - 1:08d}", f"step-{STEPS:08d}.1"]
-    link = os.readlink(tmp_path / "run" / CHECKPOINT_DIR)
-    assert link == f"{CHECKPOINTS_DIR}/step-{STEPS:08d}.1"
+    link = os.readlink(tmp_path / "run" / LATEST_CHECKPOINT)
+    assert link == f"{CHECKPOINT_VERSIONS_DIR}/step-{STEPS:08d}.1"
     cfg = tiny(tmp_path, "three", "training.checkpoint_every=1", "training.keep_checkpoints=3")
     fit(load_config(overrides=cfg))
-    assert len(list((tmp_path / "three" / CHECKPOINTS_DIR).iterdir())) == 3
+    assert len(list((tmp_path / "three" / CHECKPOINT_VERSIONS_DIR).iterdir())) == 3
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
@@ -323,7 +323,9 @@ def test_a_full_disk_or_read_only_dir_keeps_the_previous_checkpoint(tmp_path, mo
             fit(load_config(overrides=tiny(tmp_path, "run")), resume=tmp_path / "run")
         assert state(tmp_path / "run")["step"] == 2
         hidden = [
-            p.name for p in (tmp_path / "run" / CHECKPOINTS_DIR).iterdir() if p.name[0] == "."
+            p.name
+            for p in (tmp_path / "run" / CHECKPOINT_VERSIONS_DIR).iterdir()
+            if p.name[0] == "."
         ]
         assert hidden == []
 
@@ -335,7 +337,7 @@ def test_nan_before_any_checkpoint_says_none_exists(tmp_path):
 
     with pytest.raises(NonFiniteLossError, match="No checkpoint was written yet") as info:
         fit(load_config(overrides=tiny(tmp_path, "run", "training.steps=4")), on_step=poison)
-    assert str(tmp_path / "run" / CHECKPOINT_DIR) not in str(info.value)
+    assert str(tmp_path / "run" / LATEST_CHECKPOINT) not in str(info.value)
 
 
 # -- run directories ----------------------------------------------------------------------
@@ -364,7 +366,7 @@ def test_a_run_without_a_checkpoint_is_not_told_to_resume(tmp_path):
     overrides = tiny(tmp_path, "run", "training.steps=1", "training.warmup_steps=1")
     fit(load_config(overrides=overrides))
     shutil.rmtree(tmp_path / "run" / "checkpoints")
-    (tmp_path / "run" / CHECKPOINT_DIR).unlink()  # logs and config left, no checkpoint
+    (tmp_path / "run" / LATEST_CHECKPOINT).unlink()  # logs and config left, no checkpoint
     with pytest.raises(RunDirError, match="already holds a run") as info:
         fit(load_config(overrides=overrides))
     message = str(info.value)

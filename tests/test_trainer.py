@@ -11,7 +11,7 @@ from conftest import tiny_run
 
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
-from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
 from oemdm_core.runtime.trainer import NonFiniteLossError, fit, lr_factor
 
@@ -43,7 +43,7 @@ def test_fit_writes_checkpoint_metrics_tensorboard_and_samples(tmp_path):
     run = tmp_path / "run"
     assert result.step == 4 and result.run_dir == run
     assert (run / "config.yaml").is_file()
-    assert (run / CHECKPOINT_DIR / "model" / "model.safetensors").is_file()
+    assert (run / LATEST_CHECKPOINT / "model" / "model.safetensors").is_file()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     logged = {k for row in rows for k in row}
     for key in (
@@ -117,7 +117,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     cfg = load_config(overrides=tiny(tmp_path, "training.steps=6"))
     with pytest.raises(NonFiniteLossError, match="at step 4; stopped"):
         fit(cfg, on_step=poison)
-    state = torch.load(tmp_path / "run" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    state = torch.load(tmp_path / "run" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -139,7 +139,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_next_step_boundary_and_exits_130(tmp_p
     monkeypatch.setattr(trainer, "noise_generator", interrupt)
     argv = ["train"] + [a for o in tiny(tmp_path, "training.steps=8") for a in ("--set", o)]
     assert main(argv) == 130
-    state = torch.load(tmp_path / "run" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    state = torch.load(tmp_path / "run" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
     assert state["step"] == 4
 
 

@@ -35,6 +35,25 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer") from None
 
 
+def add_sampler_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """`--sampler NAME` and the repeatable `--sampler-set KEY=VALUE` (into
+    `args.sampler_options`), which `sampler_from_flags` reads; `scope` starts their help,
+    e.g. "--samples: "."""
+
+    def helped(text: str) -> str:
+        return scope + text if scope else text[0].upper() + text[1:]
+
+    parser.add_argument("--sampler", help=helped("sampler registry name (default: the config's)."))
+    parser.add_argument(
+        "--sampler-set",
+        dest="sampler_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=helped("sampler option, e.g. --sampler-set steps=256 (repeatable)."),
+    )
+
+
 def sampler_from_flags(
     name: str | None,
     spec,

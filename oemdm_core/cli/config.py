@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     from oemdm_core.runtime.experiment import (
         ExperimentConfig,
         check_components,
-        describe,
+        commented_config_yaml,
         load_config,
     )
 
@@ -38,5 +38,5 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
     if args.json:
         print(json.dumps(cfg.to_dict(), indent=2))
     else:
-        print(describe(ExperimentConfig, cfg.to_dict()))
+        print(commented_config_yaml(ExperimentConfig, cfg.to_dict()))
     return 0

@@ -76,10 +76,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from oemdm_core.errors import OeMDMDeprecationWarning
+
+    with warnings.catch_warnings():  # restores the filters and `showwarning` afterwards
+        warnings.showwarning = _show_warning
+        # shown whatever the filters: a deprecated flag is on the user's own command line
+        warnings.filterwarnings("always", category=OeMDMDeprecationWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`args._run(args)`, with the errors turned into one line and an exit code (module)."""
     from oemdm_core.errors import OeMDMError
 
-    previous = warnings.showwarning
-    warnings.showwarning = _show_warning
     try:
         return int(args._run(args) or 0)
     except BrokenPipeError:  # `oemdm sample … | head`: the reader has gone, stop quietly
@@ -101,18 +110,16 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:  # the catch-all: no traceback unless asked for
         if args.debug:
             raise
-        kind = _describe(exc)
+        kind = _error_kind(exc)
         print(
             f"oemdm {args.command}: error: {kind}: {one_line(exc)} "
             "(run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
-    finally:
-        warnings.showwarning = previous
 
 
-def _describe(exc: BaseException) -> str:
+def _error_kind(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
         return "out of memory (use a smaller --batch-size / batch_size)"

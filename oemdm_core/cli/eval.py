@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from oemdm_core.cli.args import (
+    add_sampler_arguments,
     non_negative_int,
     positive_int,
     sampler_from_flags,
@@ -81,17 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Also draw N samples (the config's sampler) and "
         "report unigram entropy and repetition rate.",
     )
-    parser.add_argument(
-        "--sampler", help="--samples: sampler registry name (default: the config's)."
-    )
-    parser.add_argument(
-        "--sampler-set",
-        dest="sampler_options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="--samples: sampler option, e.g. --sampler-set steps=256 (repeatable).",
-    )
+    add_sampler_arguments(parser, "--samples: ")
     parser.add_argument(
         "--judge",
         metavar="CKPT|hf:DIR",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from oemdm_core.cli.args import positive_int
+from oemdm_core.cli.args import add_sampler_arguments, positive_int
 from oemdm_core.cli.eval import add_reverse_scheduler_argument
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
@@ -34,14 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="Samples drawn at once (memory grows with it, not with -n).",
     )
-    parser.add_argument("--sampler", help="Sampler registry name (default: the config's).")
+    add_sampler_arguments(parser)
+    # the old spelling, which `train` and `config show` use for dotted config overrides
     parser.add_argument(
-        "--set",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Sampler option, e.g. --set steps=256 (repeatable).",
+        "--set", dest="old_options", action="append", default=[], help=argparse.SUPPRESS
     )
     parser.add_argument("--length", type=positive_int, help="Sample length (default: the model's).")
     parser.add_argument("--prompt", default="", help="Text fixed at the start of every sample.")
@@ -111,12 +107,19 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
 
     from oemdm_core.cli.args import sampler_from_flags
     from oemdm_core.cli.eval import load, set_reverse_scheduler
+    from oemdm_core.errors import warn_renamed
 
     registry = resolve_registry(registry)
     model, cfg, data, _ = load(args.checkpoint, registry, args.device)
     set_reverse_scheduler(model, args.reverse_scheduler)
+    if args.old_options:
+        warn_renamed("oemdm sample --set", "--sampler-set (the same KEY=VALUE)", stacklevel=2)
     sampler = sampler_from_flags(
-        args.sampler, cfg.sampling.sampler, args.options, "--set", registry
+        args.sampler,
+        cfg.sampling.sampler,
+        args.old_options + args.sampler_options,
+        "--sampler-set",
+        registry,
     )
     length = args.length or model.length
     if length > model.backbone.max_length:

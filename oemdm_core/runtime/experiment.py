@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oemdm_core.errors import ConfigError, OeMDMWarning, UnknownComponentError, closest
+from oemdm_core.errors import renamed_attributes as renamed
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.plugin.strict import NoBoolNumbers
@@ -40,7 +41,7 @@ __all__ = [  # with the dict helpers that lived here before config_dicts (old im
     "apply_override",
     "check_components",
     "config_differences",
-    "describe",
+    "commented_config_yaml",
     "flatten",
     "format_errors",
     "load_config",
@@ -273,7 +274,7 @@ def check_components(cfg: ExperimentConfig, registry: Registry | None = None) ->
         )
 
 
-def describe(
+def commented_config_yaml(
     model: type[BaseModel] = ExperimentConfig, values: dict | None = None, indent: int = 0
 ) -> str:
     """YAML of `values` (default: the defaults) with each field's description as a comment."""
@@ -286,9 +287,12 @@ def describe(
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, Section):
             lines.append(f"{pad}{name}:  # {field.description}")
-            lines.append(describe(sub, value, indent + 1))
+            lines.append(commented_config_yaml(sub, value, indent + 1))
         else:
             dumped = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
             dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
             lines.append(f"{pad}{name}: {dumped}  # {field.description}")
     return "\n".join(lines)
+
+
+__getattr__ = renamed(__name__, {"describe": "commented_config_yaml"}, globals())

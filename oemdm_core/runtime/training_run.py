@@ -26,7 +26,7 @@ from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.checkpoint.resume import check_same_data, load_resume_state
 from oemdm_core.runtime.checkpoint.store import (
-    CHECKPOINT_DIR,
+    LATEST_CHECKPOINT,
     save_versioned_checkpoint,
     tokenizer_record,
 )
@@ -76,7 +76,7 @@ def open_run_dir(cfg: ExperimentConfig, resume: str | os.PathLike | None, rank: 
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise FileNotFoundError(
-                f"--resume {run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR} (no such run "
+                f"--resume {run_dir}: no checkpoint in {run_dir / LATEST_CHECKPOINT} (no such run "
                 "directory)"
             )
         return run_dir
@@ -132,7 +132,7 @@ class TrainingRun:
 
     @property
     def ckpt_dir(self) -> Path:
-        return self.run_dir / CHECKPOINT_DIR
+        return self.run_dir / LATEST_CHECKPOINT
 
     def evaluate(self, progress: bool = False) -> EvalResult:
         """The configured evaluation of `eval_model` (a progress bar with `progress`)."""
@@ -206,7 +206,7 @@ def build_run(
     torch.manual_seed(tc.seed)
     model = OeMDM.from_config(cfg.model_config_for(data.vocab_size), registry=registry).to(device)
     if cfg.sampling.num_samples > 0:  # a sampler that cannot serve the model fails now
-        check_sampler(cfg, registry, model)
+        ensure_sampler_serves(cfg, registry, model)
     ema = copy.deepcopy(model).requires_grad_(False) if tc.ema > 0 else None
     if tc.compile:
         model.backbone.compile()  # in place: parameter names (checkpoints) are unchanged
@@ -268,7 +268,7 @@ def micro_batch_size(tc: TrainingConfig, world: int) -> int:
     return tc.batch_size // shards
 
 
-def check_sampler(cfg: ExperimentConfig, registry: Registry, model: OeMDM) -> None:
+def ensure_sampler_serves(cfg: ExperimentConfig, registry: Registry, model: OeMDM) -> None:
     """Fail before training when the configured sampler cannot serve `model`."""
     spec = cfg.sampling.sampler
     try:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
-from oemdm_core.testing.common import call, describe, fail, mismatch
+from oemdm_core.testing.common import call, component_label, fail, mismatch
 
 
 def check_backbone(
@@ -35,7 +35,7 @@ def check_backbone(
     length: L, a multiple of the block size (default: 8, or two blocks, within max_length).
     Raises `ConformanceError`.
     """
-    who = describe(backbone)
+    who = component_label(backbone)
     attention, block = backbone.attention, backbone.block_size
     if attention not in ATTENTION_MODES:
         fail(who, f"attention is one of {ATTENTION_MODES}", "the declaration", repr(attention))

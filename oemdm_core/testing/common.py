@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
-from oemdm_core.errors import OeMDMError
+from oemdm_core.errors import OeMDMError, renamed_attributes
 from oemdm_core.plugin.component import Component
 
 TOL = 1e-6  # absolute tolerance for boundaries, ranges and identities of schedules
@@ -22,7 +22,7 @@ class ConformanceError(OeMDMError):
     """A component violates a property every component of its kind must have."""
 
 
-def describe(component: Component) -> str:
+def component_label(component: Component) -> str:
     """`kind 'name' (Class)`, how messages name the component under test."""
     return f"{component.kind or 'component'} '{component.name}' ({type(component).__name__})"
 
@@ -101,3 +101,6 @@ def mismatch(got: Tensor, expected: Tensor, atol: float = 1e-5, rtol: float = 1e
 
 
 __all__ = ("ConformanceError",)
+
+
+__getattr__ = renamed_attributes(__name__, {"describe": "component_label"}, globals())

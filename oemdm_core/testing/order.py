@@ -11,7 +11,7 @@ from torch import Tensor
 from oemdm_core.interfaces.order import Order
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model.oemdm import OeMDM
-from oemdm_core.testing.common import call, describe
+from oemdm_core.testing.common import call, component_label
 from oemdm_core.testing.reference import ReferenceLinear
 from oemdm_core.testing.schedule import check_position_schedule
 
@@ -38,7 +38,7 @@ def check_order(
     """
     if isinstance(order, type):  # a class: build it with its default options
         order = order.from_options(order.validate_options())
-    who = describe(order)
+    who = component_label(order)
     if model is not None:
         base, length, vocab_size = model.schedule, model.length, model.vocab_size
     elif order.needs_features or order.learned:

@@ -20,7 +20,7 @@ from oemdm_core.interfaces.sampler import Sampler, SampleResult
 from oemdm_core.interfaces.segment import StepInfo
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.testing.common import call, describe, fail
+from oemdm_core.testing.common import call, component_label, fail
 from oemdm_core.testing.reference import reference_models
 
 Models = Sequence[tuple[str, OeMDM]]
@@ -59,7 +59,7 @@ def check_sampler(
     registry = resolve_registry(registry)
     if isinstance(sampler, type):  # a class: build it with its default options
         sampler = sampler.from_options(sampler.validate_options(), registry=registry)
-    who = describe(sampler)
+    who = component_label(sampler)
     models = reference_models(registry) if models is None else list(models)
     other, compared = None, 0
     if type(sampler).has_cache:  # the declared boolean option `cache`, flipped

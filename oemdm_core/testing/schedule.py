@@ -22,7 +22,7 @@ from oemdm_core.testing.common import (
     TOL,
     call_tensor,
     check_values,
-    describe,
+    component_label,
     fail,
     first_bad,
     hazard_identity,
@@ -44,7 +44,7 @@ def check_schedule(schedule: BaseSchedule, times: Iterable[float] | None = None)
     times: base times in [0, 1] to check at (default: a grid with 0, 1 and their
     neighbours); 0 and 1 are always included. Raises `ConformanceError`.
     """
-    who = describe(schedule)
+    who = component_label(schedule)
     grid = torch.tensor(
         sorted({0.0, 1.0, *(float(t) for t in (times if times is not None else default_grid(0)))}),
         dtype=torch.float64,

@@ -1,16 +1,19 @@
-"""The exact key/value cache of causal and block-causal transformers (`KVCache`) and the
+"""The exact key/value cache of causal and block-causal transformers (`TransformerKVCache`,
+this backbone's implementation of the `oemdm_core.interfaces.KVCache` protocol) and the
 attention mask of a cached call (`cache_mask`)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 
 @dataclass
-class KVCache:
+class TransformerKVCache:
     """Keys and values of the first `length` positions of a batch, for every layer.
 
     Built by `Transformer.new_cache`; filled by `Transformer.forward(..., cache=...)`.
@@ -72,3 +75,15 @@ def cache_mask(
             return None  # one (partial) block starting at a boundary sees every key
         return key[None, :] // block_size <= query[:, None] // block_size
     return None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KVCache":  # the old name, which the interface protocol now has alone
+        warnings.warn(
+            "oemdm_transformer.cache.KVCache is deprecated and will be removed in 0.3; use "
+            "oemdm_transformer.cache.TransformerKVCache",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TransformerKVCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

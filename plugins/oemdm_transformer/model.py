@@ -1,7 +1,7 @@
 """Pre-norm transformer denoiser with RoPE and torch scaled-dot-product attention.
 
 Causal and block-causal transformers also offer an exact key/value cache for samplers
-(`new_cache`, `forward(..., cache=...)`); see `oemdm_transformer.cache.KVCache`.
+(`new_cache`, `forward(..., cache=...)`); see `oemdm_transformer.cache.TransformerKVCache`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from oemdm_core import Backbone, DenoiserOutput, Options
 from oemdm_transformer import flex
-from oemdm_transformer.cache import KVCache, cache_mask
+from oemdm_transformer.cache import TransformerKVCache, cache_mask
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2},  # tests
@@ -220,8 +220,8 @@ class Transformer(Backbone):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def new_cache(self, batch_size: int, capacity: int | None = None) -> KVCache:
-        """An empty `KVCache` for `batch_size` sequences of up to `capacity` positions
+    def new_cache(self, batch_size: int, capacity: int | None = None) -> TransformerKVCache:
+        """An empty `TransformerKVCache` for `batch_size` sequences of up to `capacity` positions
         (default max_length). Raises `ValueError` for bidirectional attention."""
         if not self.supports_kv_cache:
             raise ValueError(
@@ -236,7 +236,7 @@ class Transformer(Backbone):
             )
         param = self.head.weight
         shape = (batch_size, self.n_heads, capacity, self.d_model // self.n_heads)
-        return KVCache(
+        return TransformerKVCache(
             keys=[param.new_zeros(shape) for _ in self.blocks],
             values=[param.new_zeros(shape) for _ in self.blocks],
             attention=self.attention,
@@ -250,7 +250,7 @@ class Transformer(Backbone):
         *,
         attn_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: TransformerKVCache | None = None,
         commit: int | None = None,
     ) -> DenoiserOutput:
         """tokens `[B, L]` ids in [0, V]; t `[B]` (used only with time_conditioning).
@@ -260,7 +260,7 @@ class Transformer(Backbone):
             input shift still applies in causal mode.
         position_ids: optional `[L]` RoPE positions (default 0..L−1), e.g. [0..L−1, 0..L−1]
             for an input [z_t ; x].
-        cache: optional `KVCache` holding positions `0 … c−1` (c = cache.length). Then
+        cache: optional `TransformerKVCache` holding positions `0 … c−1` (c = cache.length). Then
             `tokens [B, n]` are the ids at positions `c … c+n−1` and the result holds the
             logits there, equal (to float tolerance) to those of the uncached forward on the
             whole sequence, provided the cached positions were computed from the same tokens
@@ -303,7 +303,7 @@ class Transformer(Backbone):
         self,
         tokens: Tensor,
         t: Tensor | None,
-        cache: KVCache,
+        cache: TransformerKVCache,
         commit: int | None,
         attn_mask: Tensor | None,
         position_ids: Tensor | None,

@@ -11,8 +11,8 @@ from typing import Any
 
 from oemdm_core.errors import CheckpointError, ConfigError, OeMDMWarning
 from oemdm_core.runtime.checkpoint.store import (
-    CHECKPOINT_DIR,
     EXPERIMENT_FILE,
+    LATEST_CHECKPOINT,
     checkpoint_versions,
     load_json,
     load_tokenizer_record,
@@ -34,7 +34,7 @@ def resolve_config(
     if resume is not None and not config_file:
         versions = [v for v in checkpoint_versions(resume) if (v / EXPERIMENT_FILE).is_file()]
         if not versions:
-            where = Path(resume) / CHECKPOINT_DIR
+            where = Path(resume) / LATEST_CHECKPOINT
             raise FileNotFoundError(f"--resume {resume}: no checkpoint in {where}")
         base = load_json(versions[0] / EXPERIMENT_FILE)
         base["training"]["stop_after"] = None  # a resumed run goes on to training.steps
@@ -46,15 +46,15 @@ def load_resume_state(run_dir: Path, cfg: ExperimentConfig) -> tuple[Path, dict,
     `run_dir`; older versions are tried when the newest is unreadable (with a warning)."""
     versions = checkpoint_versions(run_dir)
     if not versions:
-        hidden = sorted(p.name for p in run_dir.glob(f".{CHECKPOINT_DIR}.*") if p.is_dir())
+        hidden = sorted(p.name for p in run_dir.glob(f".{LATEST_CHECKPOINT}.*") if p.is_dir())
         hint = (
             f" ({', '.join(hidden)} left by a crash of an older oemdm during a checkpoint "
-            f"swap; rename it to {CHECKPOINT_DIR} to resume from it)"
+            f"swap; rename it to {LATEST_CHECKPOINT} to resume from it)"
             if hidden
             else "; the run stopped before its first checkpoint: start over with --overwrite"
         )
         raise FileNotFoundError(
-            f"--resume {run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}{hint}"
+            f"--resume {run_dir}: no checkpoint in {run_dir / LATEST_CHECKPOINT}{hint}"
         )
     problems = []
     for ckpt in versions:

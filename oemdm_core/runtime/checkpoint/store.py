@@ -28,8 +28,11 @@ TOKENIZER_FILE = "tokenizer.json"
 CHECKSUMS_FILE = "checksums.json"  # sha256 of tokenizer.json
 EXPERIMENT_FILE = "experiment.json"
 STATE_FILE = "training_state.pt"
-CHECKPOINT_DIR = "checkpoint"  # symlink to the newest version in CHECKPOINTS_DIR
-CHECKPOINTS_DIR = "checkpoints"
+# A run directory holds its checkpoints as versions `CHECKPOINT_VERSIONS_DIR/step-<N>[.k]`;
+# `LATEST_CHECKPOINT` is the symlink to the newest (a plain directory in runs written before
+# versions), the path that `--resume`, `oemdm eval` and `oemdm sample` read.
+LATEST_CHECKPOINT = "checkpoint"
+CHECKPOINT_VERSIONS_DIR = "checkpoints"
 LEGACY_VERSION = "legacy"  # a pre-versioning `checkpoint/` directory moved aside
 _VERSION = re.compile(r"^step-(\d+)(?:\.(\d+))?$")
 
@@ -93,14 +96,14 @@ def checkpoint_versions(run_dir: str | os.PathLike) -> list[Path]:
     """
     run_dir = Path(run_dir)
     versions: list[tuple[tuple[int, int], Path]] = []
-    root = run_dir / CHECKPOINTS_DIR
+    root = run_dir / CHECKPOINT_VERSIONS_DIR
     if root.is_dir():
         for child in root.iterdir():
             key = version_key(child)
             if key is not None and child.is_dir():
                 versions.append((key, child))
     found = [p for _, p in sorted(versions, reverse=True)]
-    legacy = run_dir / CHECKPOINT_DIR
+    legacy = run_dir / LATEST_CHECKPOINT
     if legacy.is_dir() and not legacy.is_symlink():
         found.append(legacy)
     return found
@@ -129,9 +132,9 @@ def save_versioned_checkpoint(
     previous checkpoint and the pointer untouched.
     """
     run_dir = Path(run_dir)
-    root = run_dir / CHECKPOINTS_DIR
+    root = run_dir / CHECKPOINT_VERSIONS_DIR
     root.mkdir(exist_ok=True)
-    pointer = run_dir / CHECKPOINT_DIR
+    pointer = run_dir / LATEST_CHECKPOINT
     if pointer.is_dir() and not pointer.is_symlink():  # a run written before versioning
         os.replace(pointer, root / LEGACY_VERSION)
         fsync_dir(root)
@@ -146,7 +149,7 @@ def save_versioned_checkpoint(
             root / name, eval_model, tokenizer_record, experiment, training_state, registry
         )
         fsync_dir(root)
-        replace_symlink(pointer, f"{CHECKPOINTS_DIR}/{name}")
+        replace_symlink(pointer, f"{CHECKPOINT_VERSIONS_DIR}/{name}")
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "writ" not in str(exc).lower():
             raise  # not a failed write (torch.save reports those as RuntimeError)
@@ -174,11 +177,11 @@ def save_versioned_checkpoint(
 def written_by_store(path: Path) -> bool:
     """Whether `path`, a run directory's `checkpoint` or `checkpoints` entry, looks as this
     store writes it (what `--overwrite` may delete)."""
-    if path.name == CHECKPOINT_DIR:
+    if path.name == LATEST_CHECKPOINT:
         if path.is_symlink():
-            return os.readlink(path).startswith(f"{CHECKPOINTS_DIR}/")
+            return os.readlink(path).startswith(f"{CHECKPOINT_VERSIONS_DIR}/")
         return (path / MODEL_DIR / CONFIG_FILE).is_file()  # a pre-versioning checkpoint
-    if path.name == CHECKPOINTS_DIR and path.is_dir() and not path.is_symlink():
+    if path.name == CHECKPOINT_VERSIONS_DIR and path.is_dir() and not path.is_symlink():
         return all(
             child.name.startswith(("step-", ".step-")) or child.name == LEGACY_VERSION
             for child in path.iterdir()
@@ -190,7 +193,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     """The checkpoint directory for a run dir (its newest checkpoint), a checkpoint dir or
     its `model/` dir."""
     path = Path(path)
-    for candidate in (path, path / CHECKPOINT_DIR, path.parent):
+    for candidate in (path, path / LATEST_CHECKPOINT, path.parent):
         if (candidate / MODEL_DIR / CONFIG_FILE).is_file():
             return candidate
     newest = latest_checkpoint(path)
@@ -199,7 +202,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     raise FileNotFoundError(
-        f"{path} is not a checkpoint written by `oemdm train` (expected {CHECKPOINT_DIR}/"
+        f"{path} is not a checkpoint written by `oemdm train` (expected {LATEST_CHECKPOINT}/"
         f"{MODEL_DIR}/{CONFIG_FILE} inside a run directory)"
     )
 
