@@ -127,6 +127,11 @@ class TrainingConfig(Section):
         gt=0,
         description="Checkpoints kept (newest first), so a corrupt newest one is not fatal.",
     )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="With several processes (torchrun): ddp (replicated weights) or fsdp "
+        "(weights, gradients and optimizer state sharded; FSDP2).",
+    )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
     compile: bool = Field(default=False, description="torch.compile the backbone.")
