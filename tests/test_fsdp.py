@@ -25,7 +25,7 @@ from oemdm_core import OeMDM
 from oemdm_core.errors import CheckpointError, CheckpointWriteError
 from oemdm_core.model.pretrained import WEIGHTS_FILE
 from oemdm_core.runtime.checkpoint.sharded import SHARDS_DIR, load_shards
-from oemdm_core.runtime.checkpoint.store import CHECKPOINT_DIR, MODEL_DIR, STATE_FILE
+from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, MODEL_DIR, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
 from oemdm_core.runtime.optimizer import make_optimizer
 
@@ -81,13 +81,13 @@ def two_processes(tmp_path, jobs) -> dict[str, list[float]]:
 def shards(run_dir, tmp_path):
     """The sharded state of a run's newest checkpoint, gathered: {"model", "optimizer", "ema"}."""
     out = tmp_path / f"{run_dir.name}-gathered.pt"
-    dcp_to_torch_save(run_dir / CHECKPOINT_DIR / SHARDS_DIR, out)
+    dcp_to_torch_save(run_dir / LATEST_CHECKPOINT / SHARDS_DIR, out)
     return torch.load(out, weights_only=False)
 
 
 def exported(run_dir):
     """The weights saved for evaluation and sampling (the EMA's): `model/model.safetensors`."""
-    return load_file(run_dir / CHECKPOINT_DIR / MODEL_DIR / WEIGHTS_FILE)
+    return load_file(run_dir / LATEST_CHECKPOINT / MODEL_DIR / WEIGHTS_FILE)
 
 
 def assert_close(a: dict, b: dict, tol: float = TOL) -> None:
@@ -103,11 +103,11 @@ def test_two_fsdp_processes_match_one_process_with_the_same_global_batch(tmp_pat
     losses = two_processes(tmp_path, [("fsdp", ["training.steps=2"], False)])["fsdp"]
     assert len(losses) == len(single.losses) == 2
     assert losses == pytest.approx(single.losses, abs=TOL, rel=0)
-    one = torch.load(tmp_path / "single" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
-    state = torch.load(tmp_path / "fsdp" / CHECKPOINT_DIR / STATE_FILE, weights_only=False)
+    one = torch.load(tmp_path / "single" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
+    state = torch.load(tmp_path / "fsdp" / LATEST_CHECKPOINT / STATE_FILE, weights_only=False)
     assert state["sharded"] and state["model"] is None and state["optimizer"] is None
     shard_files = sorted(
-        p.name for p in (tmp_path / "fsdp" / CHECKPOINT_DIR / SHARDS_DIR).iterdir()
+        p.name for p in (tmp_path / "fsdp" / LATEST_CHECKPOINT / SHARDS_DIR).iterdir()
     )
     assert shard_files == [".metadata", "__0_0.distcp", "__1_0.distcp"]  # one file per rank
     two = shards(tmp_path / "fsdp", tmp_path)
@@ -121,10 +121,10 @@ def test_two_fsdp_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert all(float(m["step"]) == 2 for m in moments.values())
     # the shards reshard on reading: into one process that does not shard at all
     cfg = load_config(overrides=overrides(tmp_path, "fsdp", "training.steps=2"))
-    model = OeMDM.from_pretrained(tmp_path / "fsdp" / CHECKPOINT_DIR / MODEL_DIR)
+    model = OeMDM.from_pretrained(tmp_path / "fsdp" / LATEST_CHECKPOINT / MODEL_DIR)
     ema = copy.deepcopy(model)
     optimizer, _ = make_optimizer(model, cfg.training, torch.device("cpu"))
-    load_shards(tmp_path / "fsdp" / CHECKPOINT_DIR, model, optimizer, ema)
+    load_shards(tmp_path / "fsdp" / LATEST_CHECKPOINT, model, optimizer, ema)
     assert_close(model.state_dict(), two["model"], tol=0)
     assert_close(ema.state_dict(), two["ema"], tol=0)
     names = dict(enumerate(p for group in optimizer.param_groups for p in group["params"]))
@@ -178,7 +178,7 @@ def test_a_failed_shard_write_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         fsdp = "training.distributed=fsdp"
         fit(load_config(overrides=overrides(tmp_path, "run", fsdp, "training.stop_after=2")))
         before = shards(run, tmp_path)
-        pointed = os.readlink(run / CHECKPOINT_DIR)
+        pointed = os.readlink(run / LATEST_CHECKPOINT)
         real_write = FileSystemWriter.write_data
 
         def crash(self, plan, planner):  # half the shards written, then the disk is full
@@ -191,12 +191,12 @@ def test_a_failed_shard_write_keeps_the_previous_checkpoint(tmp_path, monkeypatc
             fit(load_config(overrides=overrides(tmp_path, "run", fsdp)), resume=run)
     finally:
         dist.destroy_process_group()
-    assert os.readlink(run / CHECKPOINT_DIR) == pointed
+    assert os.readlink(run / LATEST_CHECKPOINT) == pointed
     assert_close(shards(run, tmp_path)["model"], before["model"], tol=0)
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert leftovers == []
     # unreadable shards: one line naming them (here read by one process without a group)
-    shard = run / CHECKPOINT_DIR / SHARDS_DIR / "__0_0.distcp"
+    shard = run / LATEST_CHECKPOINT / SHARDS_DIR / "__0_0.distcp"
     shard.write_bytes(shard.read_bytes()[:100])
     resume = load_config(overrides=overrides(tmp_path, "run", "training.distributed=fsdp"))
     with pytest.raises(CheckpointError, match=r"shards: the shards cannot be read \("):
