@@ -41,7 +41,7 @@ def test_no_core_module_outside_the_package_does_checkpoint_io():
 
 def test_the_package_holds_what_it_says():
     names = {p.stem for p in PACKAGE.glob("*.py")}
-    assert names == {"__init__", "store", "training_state", "resume", "restore"}
+    assert names == {"__init__", "store", "training_state", "resume", "restore", "sharded"}
     for path in PACKAGE.glob("*.py"):
         assert len(path.read_text().splitlines()) <= 300, path.name
 

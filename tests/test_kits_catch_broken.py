@@ -341,3 +341,15 @@ def test_check_backbone_reads_the_declared_attention_and_block_size():
     backbone.block_size = None
     with pytest.raises(ConformanceError, match="block_causal declares an int block_size"):
         check_backbone(backbone)
+
+
+def test_check_backbone_reads_the_declared_shard_units():
+    backbone = BrokenBackbone("none")
+    stray = torch.nn.Linear(2, 2)  # not a part of the backbone: FSDP could not shard it
+    backbone.shard_units = lambda: [stray]
+    with pytest.raises(ConformanceError, match="shard_units.*Linear is not one"):
+        check_backbone(backbone)
+    backbone.part = torch.nn.Linear(2, 2)  # a submodule, but listed twice
+    backbone.shard_units = lambda: [backbone.part, backbone.part]
+    with pytest.raises(ConformanceError, match="a unit is listed twice"):
+        check_backbone(backbone)

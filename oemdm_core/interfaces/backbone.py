@@ -90,6 +90,10 @@ class Backbone(Component, nn.Module, ABC):
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> DenoiserOutput:
         """tokens: `[B, L]` ids in [0, V]; t: `[B]` times in [0, 1] (ignored unless uses_time)."""
 
+    def shard_units(self) -> list[nn.Module]:
+        """The submodules sharded one at a time under FSDP (see the class docstring)."""
+        return []
+
     def new_cache(self, batch_size: int, capacity: int | None = None) -> KVCache:
         """An empty cache for `batch_size` sequences of up to `capacity` positions (default
         max_length); only when `supports_kv_cache`."""

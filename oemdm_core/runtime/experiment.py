@@ -1,9 +1,8 @@
 """The experiment config: data, model components, training, evaluation and sampling.
 
-Loaded from YAML or JSON, then dotted `--set key=value` overrides (the dict work is in
-`oemdm_core.runtime.config_dicts`); every section forbids unknown keys and every field has a
-default and a description (`oemdm config show`). Errors are one line per problem, naming the
-dotted path and what is allowed.
+Loaded from YAML or JSON, then dotted `--set key=value` overrides (dict work: `config_dicts`);
+every section forbids unknown keys and every field has a default and a description (`oemdm
+config show`); errors are one line per problem, naming the dotted path and what is allowed.
 """
 
 from __future__ import annotations
@@ -126,6 +125,9 @@ class TrainingConfig(Section):
         default=2,
         gt=0,
         description="Checkpoints kept (newest first), so a corrupt newest one is not fatal.",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        default="ddp", description="Several processes: ddp (replicas) or fsdp (sharded; FSDP2)."
     )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")

@@ -106,10 +106,11 @@ def finish(run: TrainingRun, state: LoopState, signals: StopSignal) -> FitResult
             signals.received,
         )
     texts: list[str] = []
-    if run.rank == 0 and cfg.sampling.num_samples > 0:
+    exported = run.exported_model() if cfg.sampling.num_samples > 0 else None
+    if exported is not None:  # rank 0
         try:
             with signals.immediate("sampling"):
-                texts, order = draw_samples(run.eval_model, run.data, cfg, run.registry)
+                texts, order = draw_samples(exported, run.data, cfg, run.registry)
         except Interrupted:
             raise Interrupted(
                 f"interrupted by {signals.name} while drawing samples; the final checkpoint "
@@ -117,7 +118,7 @@ def finish(run: TrainingRun, state: LoopState, signals: StopSignal) -> FitResult
                 signals.received,
             ) from None
         run.log.samples(state.step, texts, order)
-        run.log.order_weights(state.step, run.eval_model, run.eval_data[0].to(run.device))
+        run.log.order_weights(state.step, exported, run.eval_data[0].to(run.device))
     ev = state.last_eval
     run.log.hparams(
         {k: v for k, v in flatten(cfg.to_dict()).items() if not k.endswith("run_dir")},

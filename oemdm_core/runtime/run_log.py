@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from oemdm_core.runtime.fsdp import full_value
+
 TB_DIR = "tb"
 METRICS_FILE = "metrics.jsonl"
 
@@ -29,12 +31,12 @@ def parameter_groups(model) -> dict[str, list[nn.Parameter]]:
 
 def group_grad_norms(groups: dict[str, list[nn.Parameter]]) -> Tensor:
     """L2 norm of the gradients of each group, `[G]` (0 for a group without gradients);
-    computed on the device, no host sync."""
+    computed on the device, no host sync (sharded gradients: a collective)."""
     norms = []
     for params in groups.values():
         grads = [p.grad for p in params if p.grad is not None]
         if grads:
-            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            norms.append(full_value(torch.nn.utils.get_total_norm(grads)))
         else:
             norms.append(torch.zeros((), device=params[0].device if params else "cpu"))
     return torch.stack([n.float() for n in norms])

@@ -32,9 +32,11 @@ from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.checkpoint.resume import load_resume_state
 from oemdm_core.runtime.data_cache import build_data, shard_indices
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components
+from oemdm_core.runtime.fsdp import full_value
 from oemdm_core.runtime.interrupt import Interrupted, StopSignal
 from oemdm_core.runtime.log_window import LogWindow, bits_per_token
 from oemdm_core.runtime.optimizer import lr_factor, make_optimizer, update_ema
+from oemdm_core.runtime.processes import join_processes
 from oemdm_core.runtime.run_dir import RunLock, check_run_dir
 from oemdm_core.runtime.run_end import (
     FitResult,
@@ -49,7 +51,6 @@ from oemdm_core.runtime.training_run import (
     TrainingRun,
     build_run,
     draw_samples,
-    join_processes,
     open_run_dir,
 )
 
@@ -172,8 +173,10 @@ def optimisation_step(run: TrainingRun, state: LoopState) -> Tensor:
         means = [terms.total.mean(), terms.reconstruction.mean(), terms.velocity_matching.mean()]
         sums += torch.stack(means).detach().float() / tc.grad_accum
     group_norms = group_grad_norms(run.groups)  # before clipping, like grad_norm
-    grad_norm = torch.nn.utils.clip_grad_norm_(
-        model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")
+    grad_norm = full_value(
+        torch.nn.utils.clip_grad_norm_(
+            model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")
+        )
     )
     run.optimizer.step()
     run.scheduler.step()
@@ -195,7 +198,7 @@ def log_interval(
     stop_if_not_finite(values, run, state)
     state.losses.extend(bits_per_token(values, length))
     scalars = window.scalars(values, length, run.scheduler.get_last_lr()[0], list(run.groups))
-    if run.model.order.learned and run.rank == 0:
+    if run.model.order.learned:  # on every rank: a collective when the model is sharded
         with torch.no_grad():
             w = run.model.generation_weights(batch)
         if w is not None:
@@ -204,7 +207,8 @@ def log_interval(
         state.last_eval = run.evaluate()
         scalars["eval/bits_per_token"] = state.last_eval.bits_per_token
         scalars["eval/perplexity"] = state.last_eval.perplexity
-        run.log.order_weights(state.step, run.eval_model, run.eval_data[0].to(run.device))
+        if run.model.order.learned:
+            run.log.order_weights(state.step, run.exported_model(), run.eval_data[0].to(run.device))
     run.log.scalars(state.step, scalars)
     if bar is not None:
         post = {

@@ -25,6 +25,7 @@ from oemdm_core.files import write_text
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.runtime.checkpoint.resume import check_same_data, load_resume_state
+from oemdm_core.runtime.checkpoint.sharded import load_shards, shard_writer
 from oemdm_core.runtime.checkpoint.store import (
     LATEST_CHECKPOINT,
     save_versioned_checkpoint,
@@ -36,38 +37,14 @@ from oemdm_core.runtime.checkpoint.training_state import (
     restore_training_state,
 )
 from oemdm_core.runtime.data_cache import Data, EvalBatches, build_data, eval_batches
-from oemdm_core.runtime.device import resolve_device
 from oemdm_core.runtime.evaluation.likelihood import EvalResult, evaluate
 from oemdm_core.runtime.experiment import ExperimentConfig, TrainingConfig
+from oemdm_core.runtime.fsdp import gathered_copy, shard_model
 from oemdm_core.runtime.interrupt import StopSignal
 from oemdm_core.runtime.optimizer import make_optimizer
+from oemdm_core.runtime.processes import Processes
 from oemdm_core.runtime.run_dir import discard_metrics_after, new_run_dir
 from oemdm_core.runtime.run_log import RunLogger, parameter_groups
-
-
-@dataclass(frozen=True)
-class Processes:
-    """This process's place in the run: its rank, the number of processes, its device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-
-def join_processes(device: str) -> Processes:
-    """Rank and world size (the process group is initialised under torchrun) and the device
-    named by `training.device` (on CUDA with several processes: this process's GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    resolved = resolve_device(device, "training.device")
-    if resolved.type == "cuda" and world > 1:
-        # Before the first collective: NCCL runs a collective on the current device, so
-        # without this every rank's run-directory broadcast would run on cuda:0.
-        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(resolved)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    return Processes(rank, world, resolved)
 
 
 def open_run_dir(cfg: ExperimentConfig, resume: str | os.PathLike | None, rank: int) -> Path:
@@ -96,7 +73,8 @@ def open_run_dir(cfg: ExperimentConfig, resume: str | os.PathLike | None, rank: 
 class TrainingRun:
     """What the training loop works on; fixed for the run (the loop's state is the trainer's).
 
-    micro: sequences per micro-batch; train_model: `model`, or its DDP wrapper; start_step:
+    micro: sequences per micro-batch; train_model: `model`, or its DDP wrapper; sharded:
+    `model` and `ema` are FSDP-sharded (their calls are collectives, `runtime.fsdp`); start_step:
     0, or the step of the checkpoint resumed from; resumed_final_eval: the final evaluation
     of that checkpoint when `finish` wrote it (the run had ended); signals: the run's
     stop flag (`fit` sets it); groups: the parameter groups whose grad
@@ -122,6 +100,7 @@ class TrainingRun:
     eval_data: EvalBatches
     autocast: AbstractContextManager
     start_step: int
+    sharded: bool = False
     resumed_final_eval: EvalResult | None = None
     signals: StopSignal = field(default_factory=StopSignal)
 
@@ -129,6 +108,14 @@ class TrainingRun:
     def eval_model(self) -> OeMDM:
         """The weights evaluated, sampled and saved: the EMA's when there is one."""
         return self.ema if self.ema is not None else self.model
+
+    def exported_model(self) -> OeMDM | None:
+        """`eval_model` as a plain model on rank 0 (None on the other ranks), for what rank 0
+        does alone: samples, `save_pretrained`. Sharded: a copy gathered from every rank (a
+        collective: every rank calls it)."""
+        if self.sharded:
+            return gathered_copy(self.eval_model, self.registry, self.device)
+        return self.eval_model if self.rank == 0 else None
 
     @property
     def ckpt_dir(self) -> Path:
@@ -148,9 +135,12 @@ class TrainingRun:
     def save_checkpoint(
         self, step: int, last_eval: EvalResult | None, finished: bool = False
     ) -> None:
-        """Write the checkpoint of `step` (rank 0 only; other ranks return at once);
+        """Write the checkpoint of `step`: rank 0 writes it, other ranks return at once, or,
+        sharded, once they have written their shards into it (`checkpoint.sharded`);
         `finished`: the final checkpoint of the run (a resume of it has nothing to do)."""
-        if self.rank != 0:
+        exported = self.exported_model()
+        shards = shard_writer(self.model, self.optimizer, self.ema) if self.sharded else None
+        if exported is None:  # not rank 0 (sharded: its shards are written)
             return
         state = capture_training_state(
             step,
@@ -162,16 +152,18 @@ class TrainingRun:
             last_eval,
             finished,
             self.data.fingerprint,
+            sharded=self.sharded,
         )
         save_versioned_checkpoint(
             self.run_dir,
             step,
-            self.eval_model,
+            exported,
             tokenizer_record(self.data.tokenizer),
             self.cfg.to_dict(),
             state,
             registry=self.registry,
             keep=self.cfg.training.keep_checkpoints,
+            shards=shards,
         )
 
     def barrier(self) -> None:
@@ -197,9 +189,9 @@ def build_run(
     model initialised from `training.seed`, then (resuming) the saved state and generators."""
     tc, device = cfg.training, procs.device
     micro = micro_batch_size(tc, procs.world)
-    state, tokenizer_rec = None, None
+    ckpt, state, tokenizer_rec = None, None, None
     if resuming:
-        _, state, tokenizer_rec = load_resume_state(run_dir, cfg)
+        ckpt, state, tokenizer_rec = load_resume_state(run_dir, cfg)
     data = build_data(cfg, registry, tokenizer_rec)
     if state is not None:
         check_same_data(run_dir, state, data)
@@ -208,14 +200,19 @@ def build_run(
     if cfg.sampling.num_samples > 0:  # a sampler that cannot serve the model fails now
         ensure_sampler_serves(cfg, registry, model)
     ema = copy.deepcopy(model).requires_grad_(False) if tc.ema > 0 else None
+    sharded = tc.distributed == "fsdp" and dist.is_initialized()
+    if sharded:  # before the optimiser, which must hold the sharded parameters
+        shard_model(model, ema)
     if tc.compile:
         model.backbone.compile()  # in place: parameter names (checkpoints) are unchanged
     optimizer, scheduler = make_optimizer(model, tc, device)
     step = 0
     if state is not None:
+        if state.get("sharded") and ckpt is not None:
+            load_shards(ckpt, model, optimizer, ema)
         step = restore_training_state(state, model, optimizer, scheduler, ema)
     train_model: nn.Module = model
-    if dist.is_initialized():
+    if dist.is_initialized() and not sharded:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -253,6 +250,7 @@ def build_run(
         eval_data=eval_data,
         autocast=autocast,
         start_step=step,
+        sharded=sharded,
         resumed_final_eval=final_eval(state),
     )
 

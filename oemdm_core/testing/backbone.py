@@ -1,6 +1,6 @@
 """`check_backbone`: a backbone's outputs have the documented shapes, and every capability
 it declares (`attention`, `uses_time`, `supports_kv_cache`, `accepts_structured_input`,
-`exposes_hidden`) holds, read from the declared attributes alone."""
+`exposes_hidden`, `shard_units`) holds, read from the declared attributes alone."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def check_backbone(
     - `accepts_structured_input`: `position_ids = 0…L−1` reproduce the plain output, and
       (bidirectional, block_causal) so does the mode's own `attn_mask`; the two-stream input
       [x ; y] with positions [0…L−1, 0…L−1] and a block-diagonal mask gives each half's
-      plain output.
+      plain output;
+    - `shard_units()` are distinct submodules of the backbone (FSDP shards each one).
 
     length: L, a multiple of the block size (default: 8, or two blocks, within max_length).
     Raises `ConformanceError`.
@@ -41,6 +42,13 @@ def check_backbone(
         fail(who, f"attention is one of {ATTENTION_MODES}", "the declaration", repr(attention))
     if attention == "block_causal" and (not isinstance(block, int) or block < 1):
         fail(who, "block_causal declares an int block_size >= 1", "the declaration", repr(block))
+    units, children = backbone.shard_units(), list(backbone.modules())[1:]
+    strays = [u for u in units if not any(u is m for m in children)]
+    if strays or len({id(u) for u in units}) != len(units):
+        detail = f"{type(strays[0]).__name__} is not one" if strays else "a unit is listed twice"
+        fail(
+            who, "shard_units() are distinct submodules of the backbone", "the declaration", detail
+        )
     step = block if attention == "block_causal" else 1  # cached commits end on blocks
     if length is None:
         length = min(step * max(2, -(-8 // step)), backbone.max_length // step * step)

@@ -220,6 +220,9 @@ class Transformer(Backbone):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def new_cache(self, batch_size: int, capacity: int | None = None) -> TransformerKVCache:
         """An empty `TransformerKVCache` for `batch_size` sequences of up to `capacity` positions
         (default max_length). Raises `ValueError` for bidirectional attention."""

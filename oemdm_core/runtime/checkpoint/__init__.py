@@ -13,6 +13,8 @@ Modules (one concept each; import from them):
                      config or the data changed; the config of `oemdm train --resume`
     restore          a run directory or checkpoint directory -> (model, experiment config,
                      data pipeline, checkpoint) for eval, sample and the judge
+    sharded          `training.distributed: fsdp`: every process's shards of the weights,
+                     optimiser and EMA, written into the checkpoint and read back (DCP)
 
 Layout of a run directory:
 
@@ -27,6 +29,8 @@ Each checkpoint holds:
     checksums.json      sha256 of tokenizer.json, checked before it is used
     experiment.json     the resolved experiment config
     training_state.pt   raw weights, optimizer, lr schedule, EMA, RNG states, step, data position
+    shards/             fsdp runs only: the weights, optimizer and EMA, one file per process
+                        (then None in training_state.pt; `sharded`)
 
 A version is written into a hidden temporary directory, fsynced, renamed to its final name
 and only then pointed to, so at every instant the symlink (or, after a crash between the

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,13 @@ def save_checkpoint(
     experiment: dict[str, Any],
     training_state: dict[str, Any],
     registry: Registry | None = None,
+    shards: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (a crash leaves the previous one intact)."""
+    """Write a checkpoint directory atomically (a crash leaves the previous one intact);
+    `shards(tmp)` first writes the processes' shards into it (`checkpoint.sharded`)."""
     with atomic_directory(path) as tmp:
+        if shards is not None:
+            shards(tmp)
         eval_model.save_pretrained(tmp / MODEL_DIR, registry=registry)
         write_json(tmp / TOKENIZER_FILE, tokenizer_record)
         write_json(tmp / CHECKSUMS_FILE, {TOKENIZER_FILE: file_sha256(tmp / TOKENIZER_FILE)})
@@ -124,6 +129,7 @@ def save_versioned_checkpoint(
     training_state: dict[str, Any],
     registry: Registry | None = None,
     keep: int = 2,
+    shards: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write checkpoint `checkpoints/step-<step>` durably, point `checkpoint` at it, and
     delete all but the newest `keep` versions. Returns the new version's directory.
@@ -146,7 +152,7 @@ def save_versioned_checkpoint(
     name = f"step-{step:08d}" + (f".{max(serials) + 1}" if serials else "")
     try:
         target = save_checkpoint(
-            root / name, eval_model, tokenizer_record, experiment, training_state, registry
+            root / name, eval_model, tokenizer_record, experiment, training_state, registry, shards
         )
         fsync_dir(root)
         replace_symlink(pointer, f"{CHECKPOINT_VERSIONS_DIR}/{name}")

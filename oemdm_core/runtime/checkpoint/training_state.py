@@ -42,17 +42,21 @@ def capture_training_state(
     last_eval: EvalResult | None,
     finished: bool,
     data_fingerprint: dict[str, Any] | None,
+    sharded: bool = False,
 ) -> dict[str, Any]:
     """The state of a run after `step` optimizer steps, as `training_state.pt` stores it;
     `finished`: the final checkpoint of the run (a resume of it has nothing to do);
-    `data_fingerprint`: the training data's (`Data.fingerprint`, checked on resume)."""
+    `data_fingerprint`: the training data's (`Data.fingerprint`, checked on resume);
+    `sharded`: the weights, optimiser and EMA are in the checkpoint's shards instead
+    (`checkpoint.sharded`), and None here."""
     return {
         "step": step,
         "sequences_seen": sequences_seen,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": None if sharded else model.state_dict(),
+        "optimizer": None if sharded else optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
+        "ema": ema.state_dict() if ema is not None and not sharded else None,
+        "sharded": sharded,
         "rng": rng_states(),
         "eval": last_eval.as_dict() if last_eval else None,
         "finished": finished,
@@ -68,12 +72,14 @@ def restore_training_state(
     ema: nn.Module | None,
 ) -> int:
     """Load a saved training state into the run's objects and restore the generators;
-    returns the step the state was saved at."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    returns the step the state was saved at. A sharded state's weights, optimiser and EMA
+    are in the checkpoint's shards (`checkpoint.sharded.load_shards`)."""
+    if not state.get("sharded"):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
     scheduler.load_state_dict(state["scheduler"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
     set_rng_states(state["rng"])
     return state["step"]
 
