@@ -33,6 +33,7 @@ from oemdm_core.cli.args import sampler_from_flags
 from oemdm_core.errors import ConfigError, OeMDMWarning
 from oemdm_core.integrations.lm_eval.options import parse_model_args
 from oemdm_core.integrations.lm_eval.scoring import (
+    Continuation,
     Window,
     exact_order_logprob,
     nelbo_logprob,
@@ -150,7 +151,7 @@ class OeMDMLM(LM):
                 greedy[k] = greedy[k] and is_greedy
         return list(zip(logprob, greedy, strict=True))
 
-    def _score_batch(self, windows: list[Window]):
+    def _score_batch(self, windows: list[Window]) -> Continuation:
         batch = window_batch(windows, self.length, self.model.device)
         if self.likelihood == "nelbo":
             return nelbo_logprob(self.model, batch, self.options.num_times, self.options.seed)
