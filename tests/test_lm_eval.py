@@ -26,10 +26,10 @@ from oemdm_core.integrations.lm_eval.scoring import (  # noqa: E402
     scoring_windows,
     window_batch,
 )
+from oemdm_core.runtime.checkpoint.restore import load_checkpoint  # noqa: E402
 from oemdm_core.runtime.evaluation.exact_order import exact_order_nll  # noqa: E402
 from oemdm_core.runtime.evaluation.likelihood import evaluate, evaluation_times  # noqa: E402
 from oemdm_core.runtime.experiment import load_config  # noqa: E402
-from oemdm_core.runtime.restore import load_checkpoint  # noqa: E402
 
 L = 16  # tiny_run's data.length
 ITEMS = [  # a tiny multiple-choice task on pydoc-like text; question + choice fit in L

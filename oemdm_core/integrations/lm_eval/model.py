@@ -44,9 +44,9 @@ from oemdm_core.integrations.lm_eval.scoring import (
 from oemdm_core.interfaces.draws import DrawOptions
 from oemdm_core.interfaces.requirements import block_order_size, left_to_right_problems
 from oemdm_core.plugin.registry import resolve_registry
+from oemdm_core.runtime.checkpoint.restore import load_checkpoint
 from oemdm_core.runtime.device import resolve_device
 from oemdm_core.runtime.evaluation.exact_order import check_scorer
-from oemdm_core.runtime.restore import load_checkpoint
 
 GEN_KWARGS = ("until", "max_gen_toks", "do_sample", "temperature")
 DEFAULT_MAX_GEN_TOKS = 256
