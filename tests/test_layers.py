@@ -2,7 +2,8 @@
 
 Layers, lowest first: the foundation (`errors`, `files`, `compat`), `plugin` (component
 base, hooks, registry), `interfaces` (what plugins implement), `nelbo` (the math), `model`
-(`OeMDM`), `runtime` (training, checkpoints, evaluation), `cli`. A module imports only from
+(`OeMDM`), `runtime` (training, checkpoints, evaluation), `cli`, `integrations` (adapters
+for other tools, e.g. lm-eval). A module imports only from
 its own layer and those below; `testing` (the conformance kits) sits on the model layer.
 Every import counts: those under `if TYPE_CHECKING:` and the dotted names of string
 annotations bind modules as much as the others (`oemdm_core.testing.imports`). No modules of
@@ -37,6 +38,7 @@ RANK = {
     "testing": 5,
     "runtime": 5,
     "cli": 6,
+    "integrations": 7,  # adapters for other tools (lm-eval), on top of everything
 }
 # Same rank, but neither may import the other.
 SEPARATE = {("testing", "runtime"), ("runtime", "testing")}
