@@ -124,3 +124,19 @@ def test_every_top_level_package_ships_its_type_marker():
         directory = ROOT / setuptools["package-dir"][package]
         assert (directory / "py.typed").is_file(), f"{directory} has no py.typed"
         assert "py.typed" in setuptools["package-data"].get(package, []), package
+
+
+def test_every_package_directory_is_listed_for_the_wheel():
+    """The explicit package list of pyproject.toml holds every directory with an
+    `__init__.py` (a missing one installs editable but not from a wheel)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for top, where in setuptools["package-dir"].items():
+        base = ROOT / where
+        for init in base.rglob("__init__.py"):
+            parts = init.parent.relative_to(base).parts
+            found.add(".".join((top, *parts)))
+    assert found - listed == set(), sorted(found - listed)
+    assert listed - found == set(), sorted(listed - found)
