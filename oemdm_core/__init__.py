@@ -10,17 +10,9 @@ always.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
-from oemdm_core import compat
-from oemdm_core.plugin import registry as _registry_module
 from oemdm_core.plugin.registry import Registry, registry  # no torch; binds the name `registry`
-
-compat.install()
-# The old path of the registry module, bound now so that importing it never rebinds the
-# name `registry` below from the instance to the module.
-sys.modules.setdefault("oemdm_core.registry", _registry_module)
 
 __version__ = "0.1.0"
 
