@@ -415,6 +415,31 @@ def test_check_order_with_a_registry_runs_every_base_schedule():
     check_order(Sized(defect="cosine"))  # on the kit's own linear base
     with pytest.raises(ConformanceError, match="rebuilt from get_options\\(\\) raised ConfigError"):
         check_order(Sized(defect="options"), registry=registry)
+    with pytest.raises(ConformanceError, match="rebuilt from get_options\\(\\) raised ConfigError"):
+        check_order(Sized(defect="options"))
+
+
+class Shifted(LeftToRight):
+    """Shifts the generated tokens by an amount taken outside `Options` (a checkpoint
+    rebuilds shift 0)."""
+
+    has_cache = reports_steps = False  # the rebuild is what is checked
+
+    def __init__(self, shift: int = 0, **options) -> None:
+        super().__init__(**options)
+        self.shift = shift
+
+    def sample(self, model, num_samples, length=None, generator=None, fixed=None, callback=None):
+        result = super().sample(model, num_samples, length, generator, fixed, callback)
+        moved = (result.tokens + self.shift) % model.vocab_size
+        result.tokens = torch.where(result.order >= 0, moved, result.tokens)
+        return result
+
+
+def test_check_sampler_rebuilds_from_the_options():
+    check_sampler(Shifted(), models=reference_models(configs=[("mdm", "causal", False)]))
+    with pytest.raises(ConformanceError, match="rebuilt from get_options\\(\\), the same samples"):
+        check_sampler(Shifted(shift=1), models=reference_models(configs=[("mdm", "causal", False)]))
 
 
 # -- scorers -------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ def check_order(
     (an `OeMDM` using this order, e.g. one of `reference_models`) for learned orders and
     orders that read backbone features; otherwise `base` is the base schedule (default:
     the linear 1 − s). x: `[B, L]` clean ids (default: random with the given length and
-    vocab_size). Raises `ConformanceError`.
+    vocab_size). Rebuilt from `get_options()` (through `registry`, default the global one),
+    the order reports the same options. Raises `ConformanceError`.
 
     registry: with neither `model` nor `base`, the order is rebuilt from `get_options()`
     (it must report the same options) into a model of the reference backbone (length 8)
@@ -89,6 +90,7 @@ def check_order(
         check_position_schedule(
             reverse, length, None, times, who=f"{who} reverse schedule at t={t_value}"
         )
+    rebuilt(who, order, resolve_registry(registry))  # a checkpoint rebuilds it from its options
 
 
 def _reference_model(who: str, order: Order, schedule: str, vocab_size: int, registry: Registry):
