@@ -50,7 +50,7 @@ def check_scorer(scorer: Scorer, *, registry: Registry | None = None, seed: int 
     copy = rebuilt(who, scorer, registry)
     for label, logits, velocity in scorer_inputs(seed):
         scores = _score(who, scorer, label, logits, velocity, seed, noise=1)
-        _check_scores(who, label, scores, tuple(logits.shape[:2]))
+        _check_scores(who, label, scores, (logits.shape[0], logits.shape[1]))
         again = _score(who, scorer, label, logits, velocity, seed, noise=2)
         if not torch.equal(scores, again):
             prop = "seeded determinism (same generator seed, another global RNG state)"
