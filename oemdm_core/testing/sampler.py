@@ -95,11 +95,13 @@ def check_sampler(
             f"cache={not cache}"
         )
         fail(who, "has_cache: cache=True gives the samples of cache=False", "the models", detail)
-    label, model, infill, result = first
-    copy = _sample(who, rebuilt(who, sampler, registry), label, model, num_samples, seed, infill, 1)
-    difference = _difference(result, copy, with_nfe=True)
-    if difference:
-        fail(who, "rebuilt from get_options(), the same samples", label, difference)
+    if first is not None:  # always: `_served` fails when no model is served
+        label, model, infill, result = first
+        copy = rebuilt(who, sampler, registry)
+        again = _sample(who, copy, label, model, num_samples, seed, infill, noise=1)
+        difference = _difference(result, again, with_nfe=True)
+        if difference:
+            fail(who, "rebuilt from get_options(), the same samples", label, difference)
 
 
 def _served(who: str, sampler: Sampler, models: Models) -> list[tuple[str, OeMDM]]:
