@@ -23,7 +23,8 @@ import harness
 
 from oemdm_core.runtime.data_cache import build_data
 from oemdm_core.runtime.experiment import load_config
-from oemdm_core.runtime.trainer import draw_samples, fit
+from oemdm_core.runtime.trainer import fit
+from oemdm_core.runtime.training_run import draw_samples
 
 TARGET_MB_PER_1000 = 5.0
 

@@ -10,17 +10,9 @@ always.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
-from oemdm_core import compat
-from oemdm_core.plugin import registry as _registry_module
 from oemdm_core.plugin.registry import Registry, registry  # no torch; binds the name `registry`
-
-compat.install()
-# The old path of the registry module, bound now so that importing it never rebinds the
-# name `registry` below from the instance to the module.
-sys.modules.setdefault("oemdm_core.registry", _registry_module)
 
 __version__ = "0.1.0"
 
@@ -29,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "ATTENTION_MODES": "oemdm_core.interfaces.backbone",
     "Backbone": "oemdm_core.interfaces.backbone",
     "DenoiserOutput": "oemdm_core.interfaces.backbone",
-    "KINDS": "oemdm_core.plugin.component",
+    "KINDS": "oemdm_core.plugin.kinds",
     "Component": "oemdm_core.plugin.component",
     "Options": "oemdm_core.plugin.component",
     "ComponentSpec": "oemdm_core.model.config",
@@ -147,6 +139,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from oemdm_core.model.config import ComponentSpec, ModelConfig
     from oemdm_core.model.oemdm import OeMDM
     from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator
-    from oemdm_core.plugin.component import KINDS, Component, ComponentRegistry, Options
+    from oemdm_core.plugin.component import Component, ComponentRegistry, Options
     from oemdm_core.plugin.hookspecs import Register, hookimpl
+    from oemdm_core.plugin.kinds import KINDS
     from oemdm_core.plugin.registry import resolve_registry

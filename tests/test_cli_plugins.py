@@ -98,20 +98,32 @@ def test_check_plugin_passes_builtin_components(capsys):
         assert f"schedule  {name}" in out
     assert "3 passed, 0 failed" in out
     assert main(["check-plugin", "order:block"]) == 0
-    assert "check_order (schedule linear)" in capsys.readouterr().out
+    assert "order  block  check_order pass" in capsys.readouterr().out
     assert main(["check-plugin", "sampler:ar"]) == 0
     assert "sampler  ar    check_sampler pass" in capsys.readouterr().out
     assert main(["check-plugin", "backbone:transformer"]) == 0
     assert "backbone  transformer  check_backbone pass" in capsys.readouterr().out
 
 
-def test_check_plugin_lists_kinds_without_a_kit_as_skipped(capsys):
+def test_check_plugin_runs_the_kit_of_every_kind(capsys):
     assert main(["check-plugin", "scorer:random"]) == 0
-    assert "skipped (no checks for scorers)" in capsys.readouterr().out
+    assert "scorer  random  check_scorer pass" in capsys.readouterr().out
     assert main(["check-plugin", "estimators"]) == 0
     out = capsys.readouterr().out
-    rows = [line.split()[:3] for line in out.splitlines()[1:] if line.startswith("estimator")]
-    assert ["estimator", "block-vectorized", "-"] in rows and "0 passed, 0 failed" in out
+    rows = [line.split() for line in out.splitlines()[1:] if line.startswith("estimator")]
+    assert ["estimator", "block-vectorized", "check_estimator", "pass"] in rows
+    assert "3 passed, 0 failed" in out
+
+
+def test_check_plugin_skips_what_its_default_options_cannot_build(capsys):
+    assert main(["check-plugin", "data"]) == 0
+    out = capsys.readouterr().out
+    rows = {tuple(line.split()[:2]): line for line in out.splitlines()[1:] if line.strip()}
+    assert "check_tokenizer pass" in rows["tokenizer", "char"]
+    assert "check_dataset   pass" in rows["dataset", "pydoc"]
+    skipped = rows["dataset", "text-files"]
+    assert "skipped (its default options do not build:" in skipped and "needs paths" in skipped
+    assert "4 passed, 0 failed, 3 skipped" in out
 
 
 def swap_registry(monkeypatch, registry: Registry) -> None:

@@ -1,55 +1,98 @@
-"""Import paths from before the layered core keep working and give the same module objects."""
+"""The compat layer is gone: the import paths of the flat layout before the core was split
+into layers (`oemdm_core.loader`, `oemdm_core.commands.eval`, …) fail like any missing
+module, and the public names (DESIGN section 5) are reached from `oemdm_core` without one."""
 
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from oemdm_core.compat import MOVED
+# The old paths `oemdm_core/compat.py` resolved until 0.1.0 (deleted with it: nothing used them).
+OLD_PATHS = [
+    "oemdm_core.compat",
+    "oemdm_core.checkpoint",
+    "oemdm_core.strict",
+    "oemdm_core.component",
+    "oemdm_core.hookspecs",
+    "oemdm_core.backbone",
+    "oemdm_core.schedule",
+    "oemdm_core.position_schedule",
+    "oemdm_core.order",
+    "oemdm_core.estimator",
+    "oemdm_core.sampler",
+    "oemdm_core.sampling",
+    "oemdm_core.data",
+    "oemdm_core.exact",
+    "oemdm_core.time_proposal",
+    "oemdm_core.config",
+    "oemdm_core.experiment",
+    "oemdm_core.loader",
+    "oemdm_core.training_state",
+    "oemdm_core.trainer",
+    "oemdm_core.run_dir",
+    "oemdm_core.run_log",
+    "oemdm_core.interrupt",
+    "oemdm_core.device",
+    "oemdm_core.visualize",
+    "oemdm_core.evaluation",
+    "oemdm_core.exact_order",
+    "oemdm_core.zero_shot",
+    "oemdm_core.judge",
+    "oemdm_core.sample_metrics",
+    "oemdm_core.commands",
+    "oemdm_core.commands.eval",
+]
 
 
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_an_old_path_is_the_new_module(old):
-    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
+@pytest.mark.parametrize("old", OLD_PATHS)
+def test_an_old_path_is_gone(old):
+    with pytest.raises(ModuleNotFoundError, match=old.rsplit(".", 1)[0]):
+        importlib.import_module(old)
 
 
-def test_old_command_modules_resolve_under_the_cli():
-    from oemdm_core.commands import eval as old
-
-    from oemdm_core.cli import eval as new
-
-    assert old is new and old.load is new.load
-
-
-def test_the_registry_name_stays_the_instance_after_importing_its_old_path():
+def test_the_registry_module_has_no_old_path_and_the_name_is_the_instance():
     code = (
-        "import oemdm_core, oemdm_core.registry as m; from oemdm_core.registry import registry; "
-        "from oemdm_core.plugin.registry import Registry; "
-        "print(isinstance(oemdm_core.registry, Registry), registry is oemdm_core.registry)"
+        "import importlib, oemdm_core; from oemdm_core import registry; "
+        "from oemdm_core.plugin.registry import Registry\n"
+        "try:\n    importlib.import_module('oemdm_core.registry')\n"
+        "except ModuleNotFoundError:\n    print('gone')\n"
+        "print(isinstance(registry, Registry), oemdm_core.registry is registry)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["gone", "True", "True"]
 
 
-def test_an_old_path_loads_no_second_copy():
+# The public names of DESIGN section 5, reached where it says, without a warning.
+def test_the_public_names_import_without_a_warning():
     code = (
-        "import sys, oemdm_core.loader, oemdm_core.runtime.data_cache as new; "
-        "print(len({id(m) for m in list(sys.modules.values()) "
-        "if getattr(m, '__file__', None) == new.__file__}), oemdm_core.loader is new)"
+        "import warnings; warnings.simplefilter('error')\n"
+        "from oemdm_core import registry, OeMDM\n"
+        "from oemdm_core import KINDS, Component, Options, hookimpl, NELBOTerms, Sampler\n"
+        "from oemdm_core.plugin.hookspecs import HOOK_FOR_KIND\n"
+        "print(OeMDM.__name__, len(KINDS), len(HOOK_FOR_KIND), registry.available('order')[:1])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "True"]  # one module, under its old and new names
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert out.stdout.split()[:3] == ["OeMDM", "8", "8"]
 
 
-# Every public name the four modules that became packages defined before the split
-# (read from their source at commit 6539d97 with an AST scan: top-level defs, classes and
-# assignments not starting with "_").
-OLD_NAMES = {
+def test_no_core_module_warns_on_import():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for name in ("oemdm_core", "oemdm_core.model", "oemdm_core.nelbo", "oemdm_core.cli"):
+            importlib.import_module(name)
+
+
+# Packages that replaced modules keep those modules' names: their real public surface.
+PACKAGE_NAMES = {
     "oemdm_core.cli": ["COMMANDS", "build_parser", "main", "one_line"],
-    "oemdm_core.model": ["CONFIG_FILE", "FORMAT", "OeMDM", "WEIGHTS_FILE", "load_weights"],
+    "oemdm_core.model": ["ComponentSpec", "ModelConfig", "OeMDM"],
     "oemdm_core.nelbo": [
         "NELBOTerms",
         "bernoulli_kl",
@@ -81,10 +124,10 @@ OLD_NAMES = {
 }
 
 
-@pytest.mark.parametrize("module", sorted(OLD_NAMES))
-def test_a_module_that_became_a_package_keeps_its_names(module):
+@pytest.mark.parametrize("module", sorted(PACKAGE_NAMES))
+def test_a_package_keeps_its_names(module):
     package = importlib.import_module(module)
-    missing = [name for name in OLD_NAMES[module] if not hasattr(package, name)]
+    missing = [name for name in PACKAGE_NAMES[module] if not hasattr(package, name)]
     assert not missing, f"{module} lost {missing}"
 
 

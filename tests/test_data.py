@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from oemdm_data import ByteTokenizer, CharTokenizer, HFDataset, HFTokenizer, Pydoc, TextFiles
 
-from oemdm_core.runtime.data_cache import (
-    Sequences,
-    eval_batches,
-    fit_tokenizer,
-    shard_indices,
-    tokenize_split,
-)
+from oemdm_core.runtime.data_cache import Sequences, eval_batches, shard_indices
+from oemdm_core.runtime.token_cache import fit_tokenizer, tokenize_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

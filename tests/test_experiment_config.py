@@ -11,11 +11,11 @@ import torch
 from oemdm_core import OeMDM, registry
 from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
+from oemdm_core.runtime.config_dicts import config_differences
 from oemdm_core.runtime.experiment import (
     ExperimentConfig,
     check_components,
     commented_config_yaml,
-    config_differences,
     load_config,
 )
 

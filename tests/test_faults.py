@@ -18,6 +18,7 @@ from conftest import tiny_run
 import oemdm_core.runtime.trainer as trainer
 from oemdm_core.cli import main
 from oemdm_core.errors import CheckpointWriteError, OeMDMWarning, RunDirError
+from oemdm_core.runtime.checkpoint.resume import load_resume_state
 from oemdm_core.runtime.checkpoint.store import (
     CHECKPOINT_VERSIONS_DIR,
     LATEST_CHECKPOINT,
@@ -28,6 +29,7 @@ from oemdm_core.runtime.checkpoint.store import (
 from oemdm_core.runtime.experiment import load_config
 from oemdm_core.runtime.interrupt import Interrupted
 from oemdm_core.runtime.run_dir import LOCK_FILE, RunLock, new_run_dir
+from oemdm_core.runtime.run_log import RunLogger
 from oemdm_core.runtime.trainer import NonFiniteLossError, fit
 
 STEPS = 5
@@ -84,7 +86,7 @@ def _patch_points(monkeypatch):
         "grad clip": (torch.nn.utils, "clip_grad_norm_"),
         "optimizer.step": (torch.optim.AdamW, "step"),
         "ema update": (torch, "_foreach_lerp_"),
-        "logging": (trainer.RunLogger, "scalars"),
+        "logging": (RunLogger, "scalars"),
         "checkpoint write": (torch, "save"),
     }
 
@@ -220,7 +222,7 @@ def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path
     proc.wait()
     ckpt = find_checkpoint(run)
     torch.load(ckpt / STATE_FILE, weights_only=False)
-    newest, saved, _ = trainer.load_resume_state(run, load_config(overrides=overrides))
+    newest, saved, _ = load_resume_state(run, load_config(overrides=overrides))
     assert saved["step"] >= 1 and newest == checkpoint_versions(run)[0]
 
 

@@ -1,6 +1,6 @@
 """The core's layers: which sub-package may import which, and how long a module may grow.
 
-Layers, lowest first: the foundation (`errors`, `files`, `compat`), `plugin` (component
+Layers, lowest first: the foundation (`errors`, `files`), `plugin` (component
 base, hooks, registry), `interfaces` (what plugins implement), `nelbo` (the math), `model`
 (`OeMDM`), `runtime` (training, checkpoints, evaluation), `cli`, `integrations` (adapters
 for other tools, e.g. lm-eval). A module imports only from
@@ -30,7 +30,6 @@ CORE = ROOT / "oemdm_core"
 RANK = {
     "errors": 0,
     "files": 0,
-    "compat": 0,
     "plugin": 1,
     "interfaces": 2,
     "nelbo": 3,
@@ -76,7 +75,7 @@ def test_imports_point_down_the_layers(path: Path):
     here = path.relative_to(CORE).parts[0].removesuffix(".py")
     for line, name in core_imports(path):
         there = layer_of(name)
-        if there is None or there not in RANK:  # `oemdm_core.<old path>`: see below
+        if there is None or there not in RANK:
             pytest.fail(f"{path.relative_to(ROOT)}:{line} imports {name}, not a layer's module")
         assert RANK[there] <= RANK[here] and (here, there) not in SEPARATE, (
             f"{path.relative_to(ROOT)}:{line} ({here}) imports {name} ({there}), a layer above "
@@ -85,7 +84,7 @@ def test_imports_point_down_the_layers(path: Path):
 
 
 def test_the_foundation_imports_nothing_of_the_core():
-    for name in ("errors.py", "files.py", "compat.py"):
+    for name in ("errors.py", "files.py"):
         assert core_imports(CORE / name) == [], name
 
 

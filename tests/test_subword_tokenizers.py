@@ -14,7 +14,7 @@ from tokenizers import Tokenizer as HFLib  # noqa: E402
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 
 from oemdm_core.plugin.registry import Registry  # noqa: E402
-from oemdm_core.runtime.data_cache import fit_tokenizer, tokenize_split  # noqa: E402
+from oemdm_core.runtime.token_cache import fit_tokenizer, tokenize_split  # noqa: E402
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n\n" * 40 + "théâtre naïve café\n"
 

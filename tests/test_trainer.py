@@ -13,7 +13,8 @@ from oemdm_core.cli import main
 from oemdm_core.errors import ConfigError
 from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, STATE_FILE
 from oemdm_core.runtime.experiment import load_config
-from oemdm_core.runtime.trainer import NonFiniteLossError, fit, lr_factor
+from oemdm_core.runtime.optimizer import lr_factor
+from oemdm_core.runtime.trainer import NonFiniteLossError, fit
 
 
 def tiny(tmp_path, *extra: str):

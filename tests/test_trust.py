@@ -14,7 +14,7 @@ from oemdm_data import CharTokenizer, TextFiles
 
 from oemdm_core.cli import main
 from oemdm_core.errors import OeMDMWarning
-from oemdm_core.runtime.data_cache import fit_tokenizer, tokenize_split
+from oemdm_core.runtime.token_cache import fit_tokenizer, tokenize_split
 
 
 def as_args(overrides: list[str]) -> list[str]:

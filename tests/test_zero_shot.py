@@ -13,13 +13,9 @@ from oemdm_data import CharTokenizer, TextFiles
 
 from oemdm_core import registry
 from oemdm_core.cli import main
+from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
 from oemdm_core.runtime.evaluation.likelihood import evaluate
-from oemdm_core.runtime.evaluation.zero_shot import (
-    encode_texts,
-    parse_data_spec,
-    prepare,
-    zero_shot,
-)
+from oemdm_core.runtime.evaluation.zero_shot import encode_texts, prepare, zero_shot
 
 ODD = "Hello wörld 😀 ж, and enough further text to fill a few sequences of sixteen. " * 3
 

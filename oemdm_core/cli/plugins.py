@@ -12,8 +12,8 @@ import json
 from importlib.metadata import entry_points
 from typing import Any
 
-from oemdm_core.plugin.component import KINDS
 from oemdm_core.plugin.hookspecs import PROJECT
+from oemdm_core.plugin.kinds import KINDS
 from oemdm_core.plugin.registry import DISABLE_ENV, Registry
 
 NAME = "plugins"

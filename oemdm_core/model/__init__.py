@@ -8,22 +8,10 @@ from typing import Any
 
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 
-__all__ = [
-    "CONFIG_FILE",
-    "FORMAT",
-    "WEIGHTS_FILE",
-    "ComponentSpec",
-    "ModelConfig",
-    "OeMDM",
-    "load_weights",
-]
+__all__ = ["ComponentSpec", "ModelConfig", "OeMDM"]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: `OeMDM` imports torch, so only on first use
-    if name in ("CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "load_weights"):
-        from oemdm_core.model import pretrained
-
-        return getattr(pretrained, name)
     if name == "OeMDM":
         from oemdm_core.model.oemdm import OeMDM
 

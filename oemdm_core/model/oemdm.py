@@ -18,13 +18,11 @@ from oemdm_core.interfaces.requirements import block_size_contradiction
 from oemdm_core.interfaces.schedule import BaseSchedule
 from oemdm_core.model import pretrained
 from oemdm_core.model.config import ComponentSpec, ModelConfig
-from oemdm_core.model.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights
 from oemdm_core.nelbo.monte_carlo import MonteCarloEstimator, warn_if_outranked
 from oemdm_core.plugin.component import Component
 from oemdm_core.plugin.registry import Registry, resolve_registry
 
-# The file names and `load_weights` lived here before `pretrained` (old imports work).
-__all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "OeMDM", "load_weights"]
+__all__ = ["OeMDM"]
 
 
 class OeMDM(nn.Module):

@@ -10,17 +10,6 @@ from typing_extensions import Self
 from oemdm_core.errors import ConfigError, format_validation_error
 from oemdm_core.plugin.strict import NoBoolNumbers
 
-KINDS: tuple[str, ...] = (
-    "schedule",
-    "order",
-    "backbone",
-    "sampler",
-    "scorer",
-    "estimator",
-    "tokenizer",
-    "dataset",
-)
-
 
 class ComponentRegistry(Protocol):
     """What a component that holds others needs of the registry building it (the

@@ -1,4 +1,5 @@
-"""All plugin hooks, one per component kind.
+"""All plugin hooks, one per component kind (`oemdm_core.plugin.kinds` is the table of kinds;
+`HOOK_FOR_KIND` maps each kind to its hook).
 
 A plugin is any module or object with `@hookimpl`-decorated functions named like the specs
 below. Each hook receives `register`, a callable taking a component class (which carries its
@@ -19,6 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pluggy
+
+from oemdm_core.plugin.kinds import HOOK_FOR_KIND
+
+__all__ = ["HOOK_FOR_KIND", "PROJECT", "Register", "hookimpl", "hookspec"]
 
 PROJECT = "oemdm"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -65,15 +70,3 @@ def register_tokenizers(register: Register) -> None:
 @hookspec
 def register_datasets(register: Register) -> None:
     """Register text datasets (subclasses of `oemdm_core.Dataset`)."""
-
-
-HOOK_FOR_KIND: dict[str, str] = {
-    "schedule": "register_schedules",
-    "order": "register_orders",
-    "backbone": "register_backbones",
-    "sampler": "register_samplers",
-    "scorer": "register_scorers",
-    "estimator": "register_estimators",
-    "tokenizer": "register_tokenizers",
-    "dataset": "register_datasets",
-}

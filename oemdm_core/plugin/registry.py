@@ -25,7 +25,8 @@ from oemdm_core.errors import (
     closest,
 )
 from oemdm_core.plugin import hookspecs
-from oemdm_core.plugin.component import KINDS, ComponentRegistry
+from oemdm_core.plugin.component import ComponentRegistry
+from oemdm_core.plugin.kinds import KINDS
 from oemdm_core.plugin.registration_checks import check_component_class, warn_hook_lookalikes
 
 DISABLE_ENV = "OEMDM_DISABLE_PLUGINS"

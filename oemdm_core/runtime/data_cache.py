@@ -29,14 +29,7 @@ from torch import Tensor
 
 from oemdm_core.errors import OeMDMWarning
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.runtime.token_cache import (  # noqa: F401 (names that lived here)
-    CACHE_ENV,
-    array_digest,
-    default_cache_dir,
-    fit_tokenizer,
-    tokenize_split,
-    tokenized_split,
-)
+from oemdm_core.runtime.token_cache import default_cache_dir, fit_tokenizer, tokenized_split
 
 if TYPE_CHECKING:
     from oemdm_core.runtime.experiment import ExperimentConfig

@@ -20,32 +20,20 @@ from oemdm_core.errors import renamed_attributes as renamed
 from oemdm_core.model.config import ComponentSpec, ModelConfig
 from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.plugin.strict import NoBoolNumbers
-from oemdm_core.runtime.config_dicts import (
-    RESUMABLE_KEYS,
-    apply_override,
-    config_differences,
-    flatten,
-    merge_config,
-    read_config_file,
-)
+from oemdm_core.runtime.config_dicts import apply_override, merge_config, read_config_file
 
-__all__ = [  # with the dict helpers that lived here before config_dicts (old imports work)
-    "RESUMABLE_KEYS",
+__all__ = [
     "DataConfig",
     "EvaluationConfig",
     "ExperimentConfig",
     "ModelSection",
     "SamplingConfig",
     "TrainingConfig",
-    "apply_override",
     "check_components",
-    "config_differences",
     "commented_config_yaml",
-    "flatten",
     "format_errors",
     "load_config",
     "parse_config",
-    "read_config_file",
 ]
 
 

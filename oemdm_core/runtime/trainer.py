@@ -29,13 +29,12 @@ from torch import Tensor
 from oemdm_core.errors import OeMDMError
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.runtime.checkpoint.resume import load_resume_state
-from oemdm_core.runtime.data_cache import build_data, shard_indices
+from oemdm_core.runtime.data_cache import shard_indices
 from oemdm_core.runtime.experiment import ExperimentConfig, check_components
 from oemdm_core.runtime.fsdp import full_value
 from oemdm_core.runtime.interrupt import Interrupted, StopSignal
 from oemdm_core.runtime.log_window import LogWindow, bits_per_token
-from oemdm_core.runtime.optimizer import lr_factor, make_optimizer, update_ema
+from oemdm_core.runtime.optimizer import update_ema
 from oemdm_core.runtime.processes import join_processes
 from oemdm_core.runtime.run_dir import RunLock, check_run_dir
 from oemdm_core.runtime.run_end import (
@@ -46,27 +45,10 @@ from oemdm_core.runtime.run_end import (
     nothing_to_do,
     stop_at_step_boundary,
 )
-from oemdm_core.runtime.run_log import RunLogger, group_grad_norms, order_statistics
-from oemdm_core.runtime.training_run import (
-    TrainingRun,
-    build_run,
-    draw_samples,
-    open_run_dir,
-)
+from oemdm_core.runtime.run_log import group_grad_norms, order_statistics
+from oemdm_core.runtime.training_run import TrainingRun, build_run, open_run_dir
 
-__all__ = [  # with names that lived here before the trainer was split (old imports work)
-    "FitResult",
-    "NonFiniteLossError",
-    "RunLogger",
-    "build_data",
-    "draw_samples",
-    "fit",
-    "load_resume_state",
-    "lr_factor",
-    "make_optimizer",
-    "noise_generator",
-    "open_run_dir",
-]
+__all__ = ["FitResult", "NonFiniteLossError", "fit", "noise_generator"]
 
 
 class NonFiniteLossError(OeMDMError, FloatingPointError):

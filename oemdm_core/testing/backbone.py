@@ -8,11 +8,30 @@ import torch
 from torch import Tensor
 
 from oemdm_core.interfaces.backbone import ATTENTION_MODES, Backbone, DenoiserOutput
-from oemdm_core.testing.common import call, component_label, fail, mismatch
+from oemdm_core.plugin.registry import Registry, resolve_registry
+from oemdm_core.testing.common import call, component_label, fail, mismatch, rebuilt
+
+# What a backbone declares; a checkpoint rebuilds it from its options, so they decide all.
+DECLARED = (
+    "vocab_size",
+    "max_length",
+    "hidden_size",
+    "attention",
+    "block_size",
+    "uses_time",
+    "exposes_hidden",
+    "supports_kv_cache",
+    "accepts_structured_input",
+)
 
 
 def check_backbone(
-    backbone: Backbone, *, batch: int = 2, length: int | None = None, seed: int = 0
+    backbone: Backbone,
+    *,
+    registry: Registry | None = None,
+    batch: int = 2,
+    length: int | None = None,
+    seed: int = 0,
 ) -> None:
     """Check a built backbone (in eval mode, without gradients; its mode is restored):
 
@@ -32,6 +51,8 @@ def check_backbone(
       [x ; y] with positions [0…L−1, 0…L−1] and a block-diagonal mask gives each half's
       plain output;
     - `shard_units()` are distinct submodules of the backbone (FSDP shards each one).
+    - rebuilt from `get_options()` (through `registry`, default the global one), it
+      declares the same sizes and capabilities.
 
     length: L, a multiple of the block size (default: 8, or two blocks, within max_length).
     Raises `ConformanceError`.
@@ -78,6 +99,12 @@ def check_backbone(
                 _check_structured(who, backbone, x, y, t, plain)
     finally:
         backbone.train(training)
+    copy = rebuilt(who, backbone, resolve_registry(registry))
+    for name in DECLARED:
+        if getattr(copy, name) != getattr(backbone, name):
+            where = f"declared {name}"
+            detail = f"{getattr(copy, name)!r}, built {getattr(backbone, name)!r}"
+            fail(who, "rebuilt from get_options(), the same declarations", where, detail)
 
 
 def _forward(who: str, backbone: Backbone, prop: str, tokens: Tensor, t, **kw) -> DenoiserOutput:

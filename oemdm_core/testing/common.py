@@ -14,6 +14,7 @@ from torch import Tensor
 
 from oemdm_core.errors import OeMDMError, renamed_attributes
 from oemdm_core.plugin.component import Component
+from oemdm_core.plugin.registry import Registry
 
 TOL = 1e-6  # absolute tolerance for boundaries, ranges and identities of schedules
 
@@ -85,6 +86,26 @@ def hazard_identity(who, alpha_fn, velocity_fn, grid: Tensor, step: float = 1e-5
             f"v·(1 − α) = {float(got[index])!r}, finite difference {float(expected[index])!r}",
         )
     return int(smooth.sum())
+
+
+def rebuilt(who: str, component: Component, registry: Registry) -> Any:
+    """`component` built again from its `get_options()` through `from_options`, as loading a
+    checkpoint rebuilds it; the copy must report the same options."""
+    cls = type(component)
+    options = call(who, "get_options()", component.get_options)
+    copy = call(
+        who,
+        "rebuilt from get_options()",
+        lambda: cls.from_options(cls.validate_options(**options), registry=registry),
+    )
+    if copy.get_options() != options:
+        fail(
+            who,
+            "rebuilt from get_options(), it reports the same options",
+            f"options {options}",
+            f"got {copy.get_options()}",
+        )
+    return copy
 
 
 def mismatch(got: Tensor, expected: Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:

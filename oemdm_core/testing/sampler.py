@@ -20,7 +20,7 @@ from oemdm_core.interfaces.sampler import Sampler, SampleResult
 from oemdm_core.interfaces.segment import StepInfo
 from oemdm_core.model.oemdm import OeMDM
 from oemdm_core.plugin.registry import Registry, resolve_registry
-from oemdm_core.testing.common import call, component_label, fail
+from oemdm_core.testing.common import call, component_label, fail, rebuilt
 from oemdm_core.testing.reference import reference_models
 
 Models = Sequence[tuple[str, OeMDM]]
@@ -50,7 +50,8 @@ def check_sampler(
     - `reports_steps`: with `callback=`, the same result, and the callback called with
       `StepInfo`s of steps 0, 1, …, S−1 (t, s `[N]`; state `[N, L]` long; revealed `[N, L]`
       bool), each generated position revealed at the step `order` gives it and holding a
-      token there, the last state equal to the tokens.
+      token there, the last state equal to the tokens;
+    - rebuilt from `get_options()`, the same samples on the first model it serves.
 
     registry: builds the reference models and rebuilds the sampler (default: the global
     one). models: (label, `OeMDM`) pairs to try (default: `reference_models(registry)`).
@@ -61,7 +62,7 @@ def check_sampler(
         sampler = sampler.from_options(sampler.validate_options(), registry=registry)
     who = component_label(sampler)
     models = reference_models(registry) if models is None else list(models)
-    other, compared = None, 0
+    other, compared, first = None, 0, None
     if type(sampler).has_cache:  # the declared boolean option `cache`, flipped
         cache = sampler.get_options().get("cache")
         if not isinstance(cache, bool):
@@ -87,12 +88,20 @@ def check_sampler(
                 fail(who, prop, f"{label}, fixed {infill.tolist()}", difference)
         if type(sampler).reports_steps:
             _check_steps(who, sampler, label, model, seed, infill, result)
+        first = first or (label, model, infill, result)
     if other is not None and not compared:
         detail = (
             f"no model whose backbone ignores t is served both with cache={cache} and "
             f"cache={not cache}"
         )
         fail(who, "has_cache: cache=True gives the samples of cache=False", "the models", detail)
+    if first is not None:  # always: `_served` fails when no model is served
+        label, model, infill, result = first
+        copy = rebuilt(who, sampler, registry)
+        again = _sample(who, copy, label, model, num_samples, seed, infill, noise=1)
+        difference = _difference(result, again, with_nfe=True)
+        if difference:
+            fail(who, "rebuilt from get_options(), the same samples", label, difference)
 
 
 def _served(who: str, sampler: Sampler, models: Models) -> list[tuple[str, OeMDM]]:

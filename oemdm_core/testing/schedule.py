@@ -18,6 +18,7 @@ from torch import Tensor
 
 from oemdm_core.interfaces.position_schedule import PositionSchedule
 from oemdm_core.interfaces.schedule import BaseSchedule
+from oemdm_core.plugin.registry import Registry, resolve_registry
 from oemdm_core.testing.common import (
     TOL,
     call_tensor,
@@ -26,6 +27,7 @@ from oemdm_core.testing.common import (
     fail,
     first_bad,
     hazard_identity,
+    rebuilt,
 )
 from oemdm_core.testing.strategies import edge_times
 
@@ -37,9 +39,15 @@ def default_grid(length: int) -> list[float]:
     return sorted(set(uniform) | set(edge_times(length)))
 
 
-def check_schedule(schedule: BaseSchedule, times: Iterable[float] | None = None) -> None:
+def check_schedule(
+    schedule: BaseSchedule,
+    times: Iterable[float] | None = None,
+    *,
+    registry: Registry | None = None,
+) -> None:
     """Check a base schedule α_b(s) (a `BaseSchedule`): boundaries, range, monotonicity,
-    velocity, dalpha and one_minus_alpha consistency, the hazard identity.
+    velocity, dalpha and one_minus_alpha consistency, the hazard identity; rebuilt from
+    `get_options()` (through `registry`, default the global one), the same α.
 
     times: base times in [0, 1] to check at (default: a grid with 0, 1 and their
     neighbours); 0 and 1 are always included. Raises `ConformanceError`.
@@ -86,6 +94,11 @@ def check_schedule(schedule: BaseSchedule, times: Iterable[float] | None = None)
 
     hazard_identity(who, a, v, grid)
     _check_same_answers(who, lambda s: schedule.alpha(s), grid, elementwise=True)
+    copy = rebuilt(who, schedule, resolve_registry(registry))
+    again = call_tensor(who, "alpha(s) of the rebuilt schedule", copy.alpha, grid)
+    bad = (again - alpha).abs() > TOL
+    if bad.any():
+        fail(who, "rebuilt from get_options(), the same alpha", first_bad(bad, grid, again), "")
 
 
 def _check_same_answers(who: str, fn, grid: Tensor, elementwise: bool, rows: int | None = None):

@@ -21,24 +21,14 @@ from torch import Tensor
 from oemdm_core.errors import ConfigError
 from oemdm_core.interfaces.data import Tokenizer
 from oemdm_core.runtime.data_cache import PROTOCOLS, Sequences, eval_batches
-from oemdm_core.runtime.evaluation.data_spec import (
-    SPLIT_CHOICES,
-    TABULAR,
-    DataSpec,
-    parse_data_spec,
-    spec_error,
-)
+from oemdm_core.runtime.evaluation.data_spec import DataSpec, spec_error
 from oemdm_core.runtime.evaluation.likelihood import EvalResult
 
-__all__ = [  # with the spec parsing that lived here before data_spec (old imports work)
-    "SPLIT_CHOICES",
-    "TABULAR",
-    "DataSpec",
+__all__ = [
     "Encoded",
     "ZeroShotRow",
     "encode_texts",
     "format_table",
-    "parse_data_spec",
     "prepare",
     "zero_shot",
 ]
