@@ -54,7 +54,6 @@ from compare_orders_models import (  # noqa: E402
 )
 from compare_orders_report import (  # noqa: E402
     Column,
-    aggregate,
     markdown_table,
     plot_learning_curves,
     plot_orders,
@@ -62,10 +61,10 @@ from compare_orders_report import (  # noqa: E402
     unigram_entropy,
 )
 from compare_orders_text import (  # noqa: E402
-    class_table,
     measure_text,
-    plot_text_order,
+    text_columns,
     text_rows,
+    text_sections,
 )
 
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity  # noqa: E402
@@ -358,48 +357,6 @@ def table_columns(profile: Profile) -> list[Column]:
     if profile.tokenizer.get("name") == "char":
         return list(COLUMNS)
     return [replace(c, header=c.header.replace("/char", "/token")) for c in COLUMNS]
-
-
-def text_columns(profile: Profile, columns: list[Column]) -> list[Column]:
-    """`columns` and, after the perplexity, the zero-shot perplexities and gen-PPL at every T."""
-    at = next(i for i, c in enumerate(columns) if c.key == "perplexity") + 1
-    zero_shot = [
-        Column(f"zero-shot PPL {Path(c).name.split('.')[0]}", f"zs_{Path(c).name.split('.')[0]}", 2)
-        for c in profile.zero_shot
-    ]
-    steps = sorted({profile.sample_steps, *profile.judge_steps})
-    gen = [Column(f"gen. PPL T={t}", f"gen_ppl_{t}", 2) for t in steps]
-    kept = [c for c in columns[at:] if c.key != "gen_ppl"]
-    return [*columns[:at], *zero_shot, *gen, *kept]
-
-
-def text_sections(measured, out: Path, rows, specs, settings) -> list[str]:
-    """The ranking by test perplexity per setting, and the learned order on text."""
-    parts = []
-    for setting in settings:
-        stats = aggregate([r for r in rows if r["setting"] == setting], ["perplexity"])
-        ranked = sorted(
-            (m for m in specs if (setting, m) in stats),
-            key=lambda m: stats[(setting, m)]["perplexity"].mean,
-        )
-        shown = " < ".join(f"{m} {stats[(setting, m)]['perplexity'].fmt(2)}" for m in ranked)
-        parts.append(f"\nRanking by test perplexity ({setting}): {shown}  \n")
-    parts.append(
-        "paper (OpenWebText): ar 17.5 < lomdm 20.4 < block4 20.7 < genmd4 21.8 < mdm 23.2\n"
-    )
-    if any(m.classes is not None for m in measured):
-        parts.append("\n### Learned order on text (setting: steps)\n")
-        parts.append(
-            "Rank: each test sequence's positions sorted by the exponent w^i(x), highest "
-            "first, normalised to [0, 1] (0 = generated first); share = fraction of test "
-            "tokens; SE across sequences.\n"
-        )
-        parts.append(class_table(measured))
-        plot = plot_text_order(
-            [m for m in measured if m.setting == "steps"], out / "text_order.png"
-        )
-        parts.append(f"\n![learned order on text]({plot.name})\n")
-    return parts
 
 
 def write_report(

@@ -21,7 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from compare_orders_models import Profile, experiment_config, load_trained, test_batches
 from compare_orders_report import (
+    Column,
+    _plt,
+    aggregate,
     average_rank,
     order_exponents,
     save_figure,
@@ -30,6 +34,8 @@ from compare_orders_report import (
 from torch import Tensor
 
 from oemdm_core import OeMDM, registry
+from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, TOKENIZER_FILE
+from oemdm_core.runtime.data_cache import build_data
 from oemdm_core.runtime.evaluation.data_spec import parse_data_spec
 from oemdm_core.runtime.evaluation.likelihood import evaluate
 from oemdm_core.runtime.evaluation.sample_metrics import generative_perplexity
@@ -188,8 +194,6 @@ def order_by_class(
 def plot_text_order(results: list[TextResult], path: Path) -> Path:
     """Two panels: mean generation rank per position, and mean rank per token class, one
     series per learned-order model (first seed)."""
-    from compare_orders_report import _plt
-
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     shown = [r for r in results if r.classes is not None]
@@ -224,11 +228,6 @@ def measure_text(results, profile, specs, out: Path, corpus: Path | None, judges
     """The `TextResult` of every finished job in `results` (cached; see module), for a
     profile with `zero_shot` corpora or `judge_steps`. `judges`: seed → the AR `JobResult`
     whose model scores that seed's samples."""
-    from compare_orders_models import experiment_config, load_trained, test_batches
-
-    from oemdm_core.runtime.checkpoint.store import LATEST_CHECKPOINT, TOKENIZER_FILE
-    from oemdm_core.runtime.data_cache import build_data
-
     repo = Path(__file__).resolve().parents[1]
     corpora = [(repo / c).resolve() for c in profile.zero_shot]
     steps = sorted({profile.sample_steps, *profile.judge_steps})
@@ -252,10 +251,12 @@ def measure_text(results, profile, specs, out: Path, corpus: Path | None, judges
         )
         data, batches = test_batches(cfg, run_dir, profile)
         model = load_trained(run_dir)
-        record = json.loads((run_dir / LATEST_CHECKPOINT / TOKENIZER_FILE).read_text())
-        train = build_data(cfg, registry, record, splits=("train",)).train
-        classes = token_classes(data.tokenizer, train.tokens, model.vocab_size)
-        analysis = order_by_class(model, batches, classes)
+        analysis = None
+        if model.order.learned:  # a fixed order has no exponents to rank by
+            record = json.loads((run_dir / LATEST_CHECKPOINT / TOKENIZER_FILE).read_text())
+            train = build_data(cfg, registry, record, splits=("train",)).train
+            classes = token_classes(data.tokenizer, train.tokens, model.vocab_size)
+            analysis = order_by_class(model, batches, classes)
         gen, by_options = {}, {}
         for t in steps:  # a sampler that takes the same steps at two T is run once
             key = json.dumps(sampler_at(spec.sampler, t, model.length), sort_keys=True)
@@ -325,3 +326,45 @@ def class_table(measured: list[TextResult]) -> str:
             f"| {m.model} | {m.seed} | " + " | ".join(cells) + f" | {m.position_trend:+.3f} |"
         )
     return "\n".join(lines)
+
+
+def text_columns(profile: Profile, columns: list[Column]) -> list[Column]:
+    """`columns` and, after the perplexity, the zero-shot perplexities and gen-PPL at every T."""
+    at = next(i for i, c in enumerate(columns) if c.key == "perplexity") + 1
+    zero_shot = [
+        Column(f"zero-shot PPL {Path(c).name.split('.')[0]}", f"zs_{Path(c).name.split('.')[0]}", 2)
+        for c in profile.zero_shot
+    ]
+    steps = sorted({profile.sample_steps, *profile.judge_steps})
+    gen = [Column(f"gen. PPL T={t}", f"gen_ppl_{t}", 2) for t in steps]
+    kept = [c for c in columns[at:] if c.key != "gen_ppl"]
+    return [*columns[:at], *zero_shot, *gen, *kept]
+
+
+def text_sections(measured, out: Path, rows, specs, settings) -> list[str]:
+    """The ranking by test perplexity per setting, and the learned order on text."""
+    parts = []
+    for setting in settings:
+        stats = aggregate([r for r in rows if r["setting"] == setting], ["perplexity"])
+        ranked = sorted(
+            (m for m in specs if (setting, m) in stats),
+            key=lambda m: stats[(setting, m)]["perplexity"].mean,
+        )
+        shown = " < ".join(f"{m} {stats[(setting, m)]['perplexity'].fmt(2)}" for m in ranked)
+        parts.append(f"\nRanking by test perplexity ({setting}): {shown}  \n")
+    parts.append(
+        "paper (OpenWebText): ar 17.5 < lomdm 20.4 < block4 20.7 < genmd4 21.8 < mdm 23.2\n"
+    )
+    if any(m.classes is not None for m in measured):
+        parts.append("\n### Learned order on text (setting: steps)\n")
+        parts.append(
+            "Rank: each test sequence's positions sorted by the exponent w^i(x), highest "
+            "first, normalised to [0, 1] (0 = generated first); share = fraction of test "
+            "tokens; SE across sequences.\n"
+        )
+        parts.append(class_table(measured))
+        plot = plot_text_order(
+            [m for m in measured if m.setting == "steps"], out / "text_order.png"
+        )
+        parts.append(f"\n![learned order on text]({plot.name})\n")
+    return parts
